@@ -1,0 +1,25 @@
+"""ViT and hybrid ViT models with the published parameter layout."""
+
+from vit_jax.models.registry import (
+    MODEL_NAMES,
+    VARIANTS,
+    WIDTHS,
+    build_model,
+    get_config,
+    get_model,
+    resolve_name,
+)
+from vit_jax.models.vit import CLASSIFIERS, VisionTransformer, attention_weights
+
+__all__ = [
+    "CLASSIFIERS",
+    "MODEL_NAMES",
+    "VARIANTS",
+    "WIDTHS",
+    "VisionTransformer",
+    "attention_weights",
+    "build_model",
+    "get_config",
+    "get_model",
+    "resolve_name",
+]

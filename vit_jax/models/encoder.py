@@ -1,0 +1,140 @@
+"""The Transformer encoder of ViT (paper equations 2-4): pre-LayerNorm blocks.
+
+Submodule names are the published ones (`LayerNorm_0`, `MultiHeadDotProductAttention_1`,
+`LayerNorm_2`, `MlpBlock_3`, `posembed_input`, `encoder_norm`), set explicitly so they do not
+depend on Flax's automatic naming, which changed between Flax versions.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+
+from vit_jax.models.attention import SelfAttention
+
+Dtype = Any
+
+LAYER_NORM_EPS = 1e-6  # The published models use 1e-6, not Flax's or PyTorch's default.
+
+
+class MlpBlock(nn.Module):
+    """Dense -> tanh-GELU -> Dense, `[B, N, D] -> [B, N, D]`."""
+
+    mlp_dim: int
+    dtype: Dtype = jnp.float32
+    dropout_rate: float = 0.0
+
+    @nn.compact
+    def __call__(self, x: jax.Array, *, deterministic: bool = True) -> jax.Array:
+        width = x.shape[-1]
+        dense = lambda features, name: nn.Dense(  # noqa: E731
+            features,
+            dtype=self.dtype,
+            kernel_init=nn.initializers.xavier_uniform(),
+            bias_init=nn.initializers.normal(stddev=1e-6),
+            name=name,
+        )
+        x = dense(self.mlp_dim, "Dense_0")(x)  # [B, N, M]
+        x = nn.gelu(x, approximate=True)  # The published models use the tanh approximation.
+        x = nn.Dropout(rate=self.dropout_rate)(x, deterministic=deterministic)
+        x = dense(width, "Dense_1")(x)  # [B, N, D]
+        return nn.Dropout(rate=self.dropout_rate)(x, deterministic=deterministic)
+
+
+class DropPath(nn.Module):
+    """Stochastic depth: drops a whole residual branch per example during training."""
+
+    rate: float
+
+    @nn.compact
+    def __call__(self, x: jax.Array, *, deterministic: bool = True) -> jax.Array:
+        if deterministic or self.rate == 0.0:
+            return x
+        keep = 1.0 - self.rate
+        mask_shape = (x.shape[0],) + (1,) * (x.ndim - 1)  # [B, 1, 1]
+        mask = jax.random.bernoulli(self.make_rng("dropout"), keep, mask_shape)
+        return jnp.where(mask, x / keep, 0.0).astype(x.dtype)
+
+
+class EncoderBlock(nn.Module):
+    """x + MSA(LN(x)), then x + MLP(LN(x)) (paper equations 2 and 3)."""
+
+    mlp_dim: int
+    num_heads: int
+    dtype: Dtype = jnp.float32
+    dropout_rate: float = 0.0
+    attention_dropout_rate: float = 0.0
+    drop_path_rate: float = 0.0
+
+    @nn.compact
+    def __call__(self, x: jax.Array, deterministic: bool = True) -> jax.Array:
+        drop_path = DropPath(self.drop_path_rate)
+        y = nn.LayerNorm(epsilon=LAYER_NORM_EPS, dtype=self.dtype, name="LayerNorm_0")(x)
+        y = SelfAttention(
+            num_heads=self.num_heads,
+            dtype=self.dtype,
+            dropout_rate=self.attention_dropout_rate,
+            name="MultiHeadDotProductAttention_1",
+        )(y, deterministic=deterministic)  # [B, N, D]
+        y = nn.Dropout(rate=self.dropout_rate)(y, deterministic=deterministic)
+        x = x + drop_path(y, deterministic=deterministic)
+
+        y = nn.LayerNorm(epsilon=LAYER_NORM_EPS, dtype=self.dtype, name="LayerNorm_2")(x)
+        y = MlpBlock(
+            mlp_dim=self.mlp_dim,
+            dtype=self.dtype,
+            dropout_rate=self.dropout_rate,
+            name="MlpBlock_3",
+        )(y, deterministic=deterministic)  # [B, N, D]
+        return x + drop_path(y, deterministic=deterministic)
+
+
+class AddPositionEmbs(nn.Module):
+    """Adds a learned position embedding `[1, N, D]` (class-token slot included)."""
+
+    @nn.compact
+    def __call__(self, x: jax.Array) -> jax.Array:
+        pos_embedding = self.param(
+            "pos_embedding", nn.initializers.normal(stddev=0.02), (1, *x.shape[1:])
+        )  # [1, N, D]
+        return x + pos_embedding.astype(x.dtype)
+
+
+class Encoder(nn.Module):
+    """Position embeddings, `num_layers` blocks and the final LayerNorm, `[B, N, D] -> [B, N, D]`.
+
+    `stoch_depth` is the drop-path rate of the last block; earlier blocks get rates that grow
+    linearly from 0 (the timm/DeiT convention). `remat` recomputes each block's activations in
+    the backward pass to save memory.
+    """
+
+    num_layers: int
+    mlp_dim: int
+    num_heads: int
+    dropout_rate: float = 0.0
+    attention_dropout_rate: float = 0.0
+    stoch_depth: float = 0.0
+    dtype: Dtype = jnp.float32
+    remat: bool = False
+
+    @nn.compact
+    def __call__(self, x: jax.Array, *, train: bool = False) -> jax.Array:
+        x = AddPositionEmbs(name="posembed_input")(x)
+        x = nn.Dropout(rate=self.dropout_rate)(x, deterministic=not train)
+
+        block_cls = nn.remat(EncoderBlock, static_argnums=(2,)) if self.remat else EncoderBlock
+        for layer in range(self.num_layers):
+            rate = self.stoch_depth * layer / max(self.num_layers - 1, 1)
+            x = block_cls(
+                mlp_dim=self.mlp_dim,
+                num_heads=self.num_heads,
+                dtype=self.dtype,
+                dropout_rate=self.dropout_rate,
+                attention_dropout_rate=self.attention_dropout_rate,
+                drop_path_rate=rate,
+                name=f"encoderblock_{layer}",
+            )(x, not train)  # [B, N, D]
+        return nn.LayerNorm(epsilon=LAYER_NORM_EPS, dtype=self.dtype, name="encoder_norm")(x)

@@ -1,0 +1,142 @@
+"""The Vision Transformer (paper equations 1-4) as a Flax linen module.
+
+Takes the fields of google-research/vision_transformer's model configs, so their configs and
+notebooks carry over: `VisionTransformer(num_classes=10, **get_config('ViT-B_16'))`.
+
+Intermediates come from the same model on request:
+
+    logits, state = model.apply({'params': p}, x, mutable=['intermediates'])
+    state['intermediates']['pre_logits']   # [B, D] or [B, R]
+    state['intermediates']['encoded']      # [B, N, D], after the final LayerNorm
+    attention_weights(state['intermediates'])  # [L] x [B, H, N, N]
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any, Literal
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+
+from vit_jax.models.encoder import Encoder
+from vit_jax.models.resnet import ResNetStem
+
+Dtype = Any
+Classifier = Literal["token", "gap", "unpooled", "token_unpooled"]
+CLASSIFIERS = ("token", "gap", "unpooled", "token_unpooled")
+
+
+class VisionTransformer(nn.Module):
+    """ViT and hybrid ViT: images `[B, H, W, 3]` (NHWC, values in [-1, 1]) -> logits `[B, C]`.
+
+    Attributes mirror the published model configs. `patches` and `transformer` are mappings
+    (dicts or ConfigDicts): `patches['size']` is the patch size `(ph, pw)`; `transformer` holds
+    `num_layers`, `mlp_dim`, `num_heads`, `dropout_rate`, `attention_dropout_rate`. `resnet`
+    (`num_layers`, `width_factor`) adds the hybrid stem, or is None. `dtype` is the compute
+    dtype (parameters stay float32); `stoch_depth` the drop-path rate of the last block.
+    """
+
+    num_classes: int | None
+    patches: Mapping[str, Any]
+    hidden_size: int
+    transformer: Mapping[str, Any]
+    resnet: Mapping[str, Any] | None = None
+    representation_size: int | None = None
+    classifier: Classifier = "token"
+    head_bias_init: float = 0.0
+    model_name: str | None = None
+    dtype: Dtype = jnp.float32
+    stoch_depth: float = 0.0
+    remat: bool = False
+
+    def forward_features(self, inputs: jax.Array, *, train: bool) -> jax.Array:
+        """Stem, patch embedding, class token and encoder: `[B, H, W, 3] -> [B, N, D]`."""
+        x = inputs.astype(self.dtype)
+        if self.resnet is not None:
+            x = ResNetStem(
+                num_layers=tuple(self.resnet["num_layers"]),
+                width_factor=self.resnet["width_factor"],
+                dtype=self.dtype,
+            )(x)  # [B, H/s, W/s, C]
+        patch = tuple(self.patches["size"])
+        x = nn.Conv(
+            features=self.hidden_size,
+            kernel_size=patch,
+            strides=patch,
+            padding="VALID",
+            dtype=self.dtype,
+            name="embedding",
+        )(x)  # [B, gh, gw, D]
+        batch, grid_h, grid_w, width = x.shape
+        x = jnp.reshape(x, (batch, grid_h * grid_w, width))  # [B, gh*gw, D]
+
+        if self.classifier in ("token", "token_unpooled"):
+            cls = self.param("cls", nn.initializers.zeros, (1, 1, width))  # [1, 1, D]
+            cls = jnp.broadcast_to(cls.astype(self.dtype), (batch, 1, width))
+            x = jnp.concatenate([cls, x], axis=1)  # [B, 1 + gh*gw, D]
+
+        encoder_fields = {k: self.transformer[k] for k in _ENCODER_FIELDS if k in self.transformer}
+        x = Encoder(
+            **encoder_fields,
+            stoch_depth=self.stoch_depth,
+            dtype=self.dtype,
+            remat=self.remat,
+            name="Transformer",
+        )(x, train=train)  # [B, N, D]
+        self.sow("intermediates", "encoded", x)
+        return x
+
+    def pool(self, x: jax.Array) -> jax.Array:
+        """`[B, N, D]` -> `[B, D]` for 'token'/'gap'; unchanged for the unpooled classifiers."""
+        if self.classifier == "token":
+            return x[:, 0]  # [B, D]
+        if self.classifier == "gap":
+            return jnp.mean(x, axis=1)  # [B, D]
+        return x  # [B, N, D]
+
+    def forward_head(self, x: jax.Array) -> jax.Array:
+        """Optional tanh pre-logits layer, then the zero-initialised linear head."""
+        if self.representation_size is not None:
+            x = nn.Dense(self.representation_size, dtype=self.dtype, name="pre_logits")(x)
+            x = jnp.tanh(x)
+        self.sow("intermediates", "pre_logits", x)
+        if self.num_classes:
+            x = nn.Dense(
+                self.num_classes,
+                dtype=self.dtype,
+                kernel_init=nn.initializers.zeros,
+                bias_init=nn.initializers.constant(self.head_bias_init),
+                name="head",
+            )(x)
+        return x
+
+    @nn.compact
+    def __call__(self, inputs: jax.Array, *, train: bool = False) -> jax.Array:
+        if self.classifier not in CLASSIFIERS:
+            raise ValueError(
+                f"Unknown classifier {self.classifier!r}; expected one of {CLASSIFIERS}."
+            )
+        if inputs.ndim != 4 or inputs.shape[-1] != 3:
+            raise ValueError(
+                f"Expected images of shape [batch, height, width, 3] (NHWC, RGB); got "
+                f"{tuple(inputs.shape)}. Convert grayscale/RGBA images to RGB first."
+            )
+        x = self.forward_features(inputs, train=train)
+        return self.forward_head(self.pool(x))
+
+
+_ENCODER_FIELDS = ("num_layers", "mlp_dim", "num_heads", "dropout_rate", "attention_dropout_rate")
+
+
+def attention_weights(intermediates: Mapping[str, Any]) -> list[jax.Array]:
+    """Per-layer attention weights `[B, H, N, N]`, in depth order, from sown intermediates."""
+    encoder = intermediates["Transformer"]
+    blocks = sorted(
+        (name for name in encoder if name.startswith("encoderblock_")),
+        key=lambda name: int(name.rsplit("_", 1)[1]),
+    )
+    return [
+        encoder[name]["MultiHeadDotProductAttention_1"]["attention_weights"][0] for name in blocks
+    ]
