@@ -22,7 +22,10 @@ Dtype = Any
 def explicit_attention(
     query: jax.Array, key: jax.Array, value: jax.Array
 ) -> tuple[jax.Array, jax.Array]:
-    """Softmax attention with the weights returned. Shapes: [B, N, H, K] -> [B, N, H, K], [B, H, N, N]."""
+    """Softmax attention that also returns the weights.
+
+    Shapes: q, k, v [B, N, H, K] -> attended [B, N, H, K], weights [B, H, N, N].
+    """
     depth = query.shape[-1]
     logits = jnp.einsum("bqhk,bshk->bhqs", query, key) / jnp.sqrt(depth).astype(query.dtype)
     # Softmax in float32 even for bfloat16 compute, as the fused kernels do.
@@ -46,7 +49,7 @@ class SelfAttention(nn.Module):
                 "pick a head count that divides the width."
             )
         head_dim = width // self.num_heads
-        project = lambda name: nn.DenseGeneral(  # noqa: E731
+        project = lambda name: nn.DenseGeneral(
             features=(self.num_heads, head_dim),
             kernel_init=nn.initializers.xavier_uniform(),
             dtype=self.dtype,

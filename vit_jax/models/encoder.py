@@ -30,7 +30,7 @@ class MlpBlock(nn.Module):
     @nn.compact
     def __call__(self, x: jax.Array, *, deterministic: bool = True) -> jax.Array:
         width = x.shape[-1]
-        dense = lambda features, name: nn.Dense(  # noqa: E731
+        dense = lambda features, name: nn.Dense(
             features,
             dtype=self.dtype,
             kernel_init=nn.initializers.xavier_uniform(),

@@ -109,9 +109,7 @@ def get_config(name: str) -> ml_collections.ConfigDict:
     config.resnet = (
         None
         if variant.resnet_layers is None
-        else ml_collections.ConfigDict(
-            {"num_layers": variant.resnet_layers, "width_factor": 1}
-        )
+        else ml_collections.ConfigDict({"num_layers": variant.resnet_layers, "width_factor": 1})
     )
     config.representation_size = None
     config.classifier = variant.classifier

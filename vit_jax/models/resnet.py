@@ -105,29 +105,28 @@ class ResNetStage(nn.Module):
         return x
 
 
-class ResNetStem(nn.Module):
+def resnet_stem(
+    x: jax.Array, num_layers: Sequence[int], width_factor: int = 1, dtype: Dtype = jnp.float32
+) -> jax.Array:
     """Root (7x7/2 conv, GroupNorm, ReLU, 3x3/2 max-pool) then bottleneck stages.
+
+    A function rather than a module: it must be called inside a compact method, and its
+    submodules land directly in the caller's scope, because the published hybrid files keep
+    `conv_root`, `gn_root` and `block1..4` at the top level of the tree.
 
     `num_layers=()` is the root only (R+ViT-Ti/16). Stage i has width 64 * width_factor * 2^i;
     every stage after the first halves the resolution.
     """
-
-    num_layers: Sequence[int]
-    width_factor: int = 1
-    dtype: Dtype = jnp.float32
-
-    @nn.compact
-    def __call__(self, x: jax.Array) -> jax.Array:
-        width = int(64 * self.width_factor)
-        x = StdConv(width, (7, 7), (2, 2), self.dtype, name="conv_root")(x)  # [B, H/2, W/2, w]
-        x = nn.relu(_group_norm("gn_root", self.dtype)(x))
-        x = nn.max_pool(x, (3, 3), strides=(2, 2), padding="SAME")  # [B, H/4, W/4, w]
-        for stage, num_units in enumerate(self.num_layers):
-            x = ResNetStage(
-                num_units=num_units,
-                features=width * 2**stage,
-                first_stride=(2, 2) if stage > 0 else (1, 1),
-                dtype=self.dtype,
-                name=f"block{stage + 1}",
-            )(x)  # [B, H/(4*2^stage), W/(4*2^stage), 4*w*2^stage]
-        return x
+    width = int(64 * width_factor)
+    x = StdConv(width, (7, 7), (2, 2), dtype, name="conv_root")(x)  # [B, H/2, W/2, w]
+    x = nn.relu(_group_norm("gn_root", dtype)(x))
+    x = nn.max_pool(x, (3, 3), strides=(2, 2), padding="SAME")  # [B, H/4, W/4, w]
+    for stage, num_units in enumerate(num_layers):
+        x = ResNetStage(
+            num_units=num_units,
+            features=width * 2**stage,
+            first_stride=(2, 2) if stage > 0 else (1, 1),
+            dtype=dtype,
+            name=f"block{stage + 1}",
+        )(x)  # [B, H/(4*2^stage), W/(4*2^stage), 4*w*2^stage]
+    return x

@@ -21,7 +21,7 @@ import jax
 import jax.numpy as jnp
 
 from vit_jax.models.encoder import Encoder
-from vit_jax.models.resnet import ResNetStem
+from vit_jax.models.resnet import resnet_stem
 
 Dtype = Any
 Classifier = Literal["token", "gap", "unpooled", "token_unpooled"]
@@ -55,11 +55,9 @@ class VisionTransformer(nn.Module):
         """Stem, patch embedding, class token and encoder: `[B, H, W, 3] -> [B, N, D]`."""
         x = inputs.astype(self.dtype)
         if self.resnet is not None:
-            x = ResNetStem(
-                num_layers=tuple(self.resnet["num_layers"]),
-                width_factor=self.resnet["width_factor"],
-                dtype=self.dtype,
-            )(x)  # [B, H/s, W/s, C]
+            x = resnet_stem(
+                x, tuple(self.resnet["num_layers"]), self.resnet["width_factor"], self.dtype
+            )  # [B, H/s, W/s, C]
         patch = tuple(self.patches["size"])
         x = nn.Conv(
             features=self.hidden_size,
