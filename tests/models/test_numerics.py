@@ -136,3 +136,52 @@ def test_bad_inputs_give_clear_errors():
     heads, _ = tiny.build("token", transformer={**tiny.TRANSFORMER, "num_heads": 3})
     with pytest.raises(ValueError, match="divisible by num_heads"):
         heads.init(jax.random.key(0), jnp.zeros((1, size, size, 3)))
+
+
+@pytest.mark.parametrize("remat", [False, True])
+def test_scan_layers_equals_per_layer_model(remat):
+    """Same logits, gradients and attention maps; parameters convert both ways exactly."""
+    model, size = tiny.build("token")
+    scanned, _ = tiny.build("token", scan_layers=True, remat=remat)
+    params = tiny.random_params(model, size)
+    stacked = models.stack_encoder_blocks(params)
+    init_shapes = jax.eval_shape(scanned.init, jax.random.key(0), jnp.zeros((1, size, size, 3)))
+    assert jax.tree.map(jnp.shape, init_shapes["params"]) == jax.tree.map(jnp.shape, stacked)
+    images = tiny.random_images(size)
+    np.testing.assert_allclose(
+        np.asarray(scanned.apply({"params": stacked}, images)),
+        np.asarray(model.apply({"params": params}, images)),
+        atol=1e-5,
+    )
+    _, state = scanned.apply({"params": stacked}, images, mutable=["intermediates"])
+    _, state_ref = model.apply({"params": params}, images, mutable=["intermediates"])
+    for got, want in zip(
+        models.attention_weights(state["intermediates"]),
+        models.attention_weights(state_ref["intermediates"]),
+    ):
+        np.testing.assert_allclose(np.asarray(got), np.asarray(want), atol=1e-6)
+
+    grad_fn = lambda m, p: jax.grad(lambda q: jnp.sum(m.apply({"params": q}, images) ** 2))(p)
+    grads = models.stack_encoder_blocks(grad_fn(model, params))
+    grads_scan = grad_fn(scanned, stacked)
+    for a, b in zip(jax.tree.leaves(grads), jax.tree.leaves(grads_scan)):
+        np.testing.assert_allclose(np.asarray(a), np.asarray(b), atol=1e-5, rtol=1e-5)
+    restored = models.unstack_encoder_blocks(stacked)
+    for a, b in zip(jax.tree.leaves(restored), jax.tree.leaves(params)):
+        np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
+
+
+def test_scan_layers_stochastic_depth_trains():
+    model, size = tiny.build("token", scan_layers=True, stoch_depth=0.5)
+    per_layer, _ = tiny.build("token")
+    params = models.stack_encoder_blocks(tiny.random_params(per_layer, size))
+    images = tiny.random_images(size, batch=8)
+    a = model.apply({"params": params}, images, train=True, rngs={"dropout": jax.random.key(1)})
+    b = model.apply({"params": params}, images, train=True, rngs={"dropout": jax.random.key(2)})
+    assert not np.allclose(np.asarray(a), np.asarray(b))
+    eval_logits = model.apply({"params": params}, images)
+    np.testing.assert_allclose(
+        np.asarray(eval_logits),
+        np.asarray(per_layer.apply({"params": models.unstack_encoder_blocks(params)}, images)),
+        atol=1e-5,
+    )

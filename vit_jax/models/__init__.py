@@ -9,6 +9,7 @@ from vit_jax.models.registry import (
     get_model,
     resolve_name,
 )
+from vit_jax.models.scan_layout import stack_encoder_blocks, unstack_encoder_blocks
 from vit_jax.models.vit import CLASSIFIERS, VisionTransformer, attention_weights
 
 __all__ = [
@@ -22,4 +23,6 @@ __all__ = [
     "get_config",
     "get_model",
     "resolve_name",
+    "stack_encoder_blocks",
+    "unstack_encoder_blocks",
 ]

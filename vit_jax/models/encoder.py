@@ -44,19 +44,19 @@ class MlpBlock(nn.Module):
         return nn.Dropout(rate=self.dropout_rate)(x, deterministic=deterministic)
 
 
-class DropPath(nn.Module):
-    """Stochastic depth: drops a whole residual branch per example during training."""
+def drop_path(
+    module: nn.Module, x: jax.Array, rate: float | jax.Array, deterministic: bool
+) -> jax.Array:
+    """Stochastic depth: drops a whole residual branch per example during training.
 
-    rate: float
-
-    @nn.compact
-    def __call__(self, x: jax.Array, *, deterministic: bool = True) -> jax.Array:
-        if deterministic or self.rate == 0.0:
-            return x
-        keep = 1.0 - self.rate
-        mask_shape = (x.shape[0],) + (1,) * (x.ndim - 1)  # [B, 1, 1]
-        mask = jax.random.bernoulli(self.make_rng("dropout"), keep, mask_shape)
-        return jnp.where(mask, x / keep, 0.0).astype(x.dtype)
+    `rate` may be traced (a per-layer rate scanned over the stacked blocks).
+    """
+    if deterministic or (isinstance(rate, float) and rate == 0.0):
+        return x
+    keep = 1.0 - rate
+    mask_shape = (x.shape[0],) + (1,) * (x.ndim - 1)  # [B, 1, 1]
+    mask = jax.random.bernoulli(module.make_rng("dropout"), keep, mask_shape)
+    return jnp.where(mask, x / keep, 0.0).astype(x.dtype)
 
 
 class EncoderBlock(nn.Module):
@@ -70,8 +70,13 @@ class EncoderBlock(nn.Module):
     drop_path_rate: float = 0.0
 
     @nn.compact
-    def __call__(self, x: jax.Array, deterministic: bool = True) -> jax.Array:
-        drop_path = DropPath(self.drop_path_rate)
+    def __call__(
+        self,
+        x: jax.Array,
+        deterministic: bool = True,
+        drop_path_rate: float | jax.Array | None = None,
+    ) -> jax.Array:
+        rate = self.drop_path_rate if drop_path_rate is None else drop_path_rate
         y = nn.LayerNorm(epsilon=LAYER_NORM_EPS, dtype=self.dtype, name="LayerNorm_0")(x)
         y = SelfAttention(
             num_heads=self.num_heads,
@@ -80,7 +85,7 @@ class EncoderBlock(nn.Module):
             name="MultiHeadDotProductAttention_1",
         )(y, deterministic=deterministic)  # [B, N, D]
         y = nn.Dropout(rate=self.dropout_rate)(y, deterministic=deterministic)
-        x = x + drop_path(y, deterministic=deterministic)
+        x = x + drop_path(self, y, rate, deterministic)
 
         y = nn.LayerNorm(epsilon=LAYER_NORM_EPS, dtype=self.dtype, name="LayerNorm_2")(x)
         y = MlpBlock(
@@ -89,7 +94,7 @@ class EncoderBlock(nn.Module):
             dropout_rate=self.dropout_rate,
             name="MlpBlock_3",
         )(y, deterministic=deterministic)  # [B, N, D]
-        return x + drop_path(y, deterministic=deterministic)
+        return x + drop_path(self, y, rate, deterministic)
 
 
 class AddPositionEmbs(nn.Module):
@@ -108,7 +113,10 @@ class Encoder(nn.Module):
 
     `stoch_depth` is the drop-path rate of the last block; earlier blocks get rates that grow
     linearly from 0 (the timm/DeiT convention). `remat` recomputes each block's activations in
-    the backward pass to save memory.
+    the backward pass to save memory. `scan_layers` runs one block under `nn.scan`, which
+    compiles the block once instead of `num_layers` times; its parameters are then stacked
+    under `encoderblock` with a leading layer axis (`vit_jax.models.scan_layout` converts to
+    and from the published per-layer layout).
     """
 
     num_layers: int
@@ -119,22 +127,40 @@ class Encoder(nn.Module):
     stoch_depth: float = 0.0
     dtype: Dtype = jnp.float32
     remat: bool = False
+    scan_layers: bool = False
 
     @nn.compact
     def __call__(self, x: jax.Array, *, train: bool = False) -> jax.Array:
         x = AddPositionEmbs(name="posembed_input")(x)
         x = nn.Dropout(rate=self.dropout_rate)(x, deterministic=not train)
 
+        # `deterministic` (argument 2, counting self) selects Python branches: static for remat.
         block_cls = nn.remat(EncoderBlock, static_argnums=(2,)) if self.remat else EncoderBlock
-        for layer in range(self.num_layers):
-            rate = self.stoch_depth * layer / max(self.num_layers - 1, 1)
-            x = block_cls(
-                mlp_dim=self.mlp_dim,
-                num_heads=self.num_heads,
-                dtype=self.dtype,
-                dropout_rate=self.dropout_rate,
-                attention_dropout_rate=self.attention_dropout_rate,
-                drop_path_rate=rate,
-                name=f"encoderblock_{layer}",
-            )(x, not train)  # [B, N, D]
+        make_block = lambda name, rate: block_cls(
+            mlp_dim=self.mlp_dim,
+            num_heads=self.num_heads,
+            dtype=self.dtype,
+            dropout_rate=self.dropout_rate,
+            attention_dropout_rate=self.attention_dropout_rate,
+            drop_path_rate=rate,
+            name=name,
+        )
+        rates = [self.stoch_depth * i / max(self.num_layers - 1, 1) for i in range(self.num_layers)]
+        if self.scan_layers:
+            # With no stochastic depth the block's own rate (0) applies: no RNG is consumed.
+            use_rate = self.stoch_depth > 0.0
+            body = lambda block, carry, rate: (
+                block(carry, not train, rate if use_rate else None),
+                None,
+            )
+            scanned = nn.scan(
+                body,
+                variable_axes={"params": 0, "intermediates": 0},
+                split_rngs={"params": True, "dropout": True},
+                length=self.num_layers,
+            )
+            x, _ = scanned(make_block("encoderblock", 0.0), x, jnp.asarray(rates))  # [B, N, D]
+        else:
+            for layer, rate in enumerate(rates):
+                x = make_block(f"encoderblock_{layer}", rate)(x, not train)  # [B, N, D]
         return nn.LayerNorm(epsilon=LAYER_NORM_EPS, dtype=self.dtype, name="encoder_norm")(x)

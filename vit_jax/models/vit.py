@@ -35,7 +35,8 @@ class VisionTransformer(nn.Module):
     (dicts or ConfigDicts): `patches['size']` is the patch size `(ph, pw)`; `transformer` holds
     `num_layers`, `mlp_dim`, `num_heads`, `dropout_rate`, `attention_dropout_rate`. `resnet`
     (`num_layers`, `width_factor`) adds the hybrid stem, or is None. `dtype` is the compute
-    dtype (parameters stay float32); `stoch_depth` the drop-path rate of the last block.
+    dtype (parameters stay float32); `stoch_depth` the drop-path rate of the last block;
+    `remat` and `scan_layers` trade compute for memory and compile time (see `Encoder`).
     """
 
     num_classes: int | None
@@ -50,6 +51,7 @@ class VisionTransformer(nn.Module):
     dtype: Dtype = jnp.float32
     stoch_depth: float = 0.0
     remat: bool = False
+    scan_layers: bool = False
 
     def forward_features(self, inputs: jax.Array, *, train: bool) -> jax.Array:
         """Stem, patch embedding, class token and encoder: `[B, H, W, 3] -> [B, N, D]`."""
@@ -81,6 +83,7 @@ class VisionTransformer(nn.Module):
             stoch_depth=self.stoch_depth,
             dtype=self.dtype,
             remat=self.remat,
+            scan_layers=self.scan_layers,
             name="Transformer",
         )(x, train=train)  # [B, N, D]
         self.sow("intermediates", "encoded", x)
@@ -131,6 +134,9 @@ _ENCODER_FIELDS = ("num_layers", "mlp_dim", "num_heads", "dropout_rate", "attent
 def attention_weights(intermediates: Mapping[str, Any]) -> list[jax.Array]:
     """Per-layer attention weights `[B, H, N, N]`, in depth order, from sown intermediates."""
     encoder = intermediates["Transformer"]
+    if "encoderblock" in encoder:  # scan_layers: one stacked entry [L, B, H, N, N].
+        stacked = encoder["encoderblock"]["MultiHeadDotProductAttention_1"]["attention_weights"][0]
+        return list(stacked)
     blocks = sorted(
         (name for name in encoder if name.startswith("encoderblock_")),
         key=lambda name: int(name.rsplit("_", 1)[1]),
