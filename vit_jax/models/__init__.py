@@ -9,7 +9,7 @@ from vit_jax.models.registry import (
     get_model,
     resolve_name,
 )
-from vit_jax.models.scan_layout import stack_encoder_blocks, unstack_encoder_blocks
+from vit_jax.models.scan_layout import is_stacked, stack_encoder_blocks, unstack_encoder_blocks
 from vit_jax.models.vit import CLASSIFIERS, VisionTransformer, attention_weights
 
 __all__ = [
@@ -22,6 +22,7 @@ __all__ = [
     "build_model",
     "get_config",
     "get_model",
+    "is_stacked",
     "resolve_name",
     "stack_encoder_blocks",
     "unstack_encoder_blocks",

@@ -1,0 +1,79 @@
+"""Shared helpers of the benchmark scripts: timing, FLOP counts, the in-run matmul peak, and
+printing results as a table or JSON. Benchmarks report ratios measured side by side in one run,
+never absolute numbers compared across runs."""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+import statistics
+import time
+from collections.abc import Callable
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+
+
+def time_call(fn: Callable[[], Any], *, warmup: int = 2, repeats: int = 5) -> float:
+    """Median wall seconds of `fn()` (outputs blocked on), after `warmup` untimed calls."""
+    for _ in range(warmup):
+        jax.block_until_ready(fn())
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        jax.block_until_ready(fn())
+        times.append(time.perf_counter() - start)
+    return statistics.median(times)
+
+
+def compiled_flops(jitted: Any, *args: Any) -> float:
+    """FLOPs of one call according to XLA's cost analysis of the compiled program."""
+    analysis = jitted.lower(*args).compile().cost_analysis()
+    if isinstance(analysis, list):  # Older jax returned one dict per device program.
+        analysis = analysis[0]
+    return float(analysis["flops"])
+
+
+def matmul_peak_gflops(dtype: Any = jnp.float32, size: int = 2048, repeats: int = 5) -> float:
+    """XLA's own square matmul throughput on this machine now (float32 accumulation)."""
+    key_a, key_b = jax.random.split(jax.random.key(0))
+    a = jax.random.normal(key_a, (size, size)).astype(dtype)
+    b = jax.random.normal(key_b, (size, size)).astype(dtype)
+    matmul = jax.jit(lambda x, y: jnp.matmul(x, y, preferred_element_type=jnp.float32))
+    seconds = time_call(lambda: matmul(a, b), repeats=repeats)
+    return 2 * size**3 / seconds / 1e9
+
+
+def environment() -> dict[str, Any]:
+    return {
+        "date": time.strftime("%Y-%m-%d"),
+        "jax": jax.__version__,
+        "backend": jax.default_backend(),
+        "devices": [d.device_kind for d in jax.devices()][:1],
+        "cores": os.cpu_count(),
+        "machine": platform.machine(),
+        "python": platform.python_version(),
+    }
+
+
+def report(rows: list[dict[str, Any]], *, as_json: bool, header: dict[str, Any]) -> None:
+    if as_json:
+        print(json.dumps({"environment": environment(), **header, "rows": rows}, indent=2))
+        return
+    for key, value in {**environment(), **header}.items():
+        print(f"# {key}: {value}")
+    if not rows:
+        return
+    columns = list(rows[0])
+    widths = {c: max(len(c), *(len(_fmt(r.get(c))) for r in rows)) for c in columns}
+    print("  ".join(c.ljust(widths[c]) for c in columns))
+    for row in rows:
+        print("  ".join(_fmt(row.get(c)).ljust(widths[c]) for c in columns))
+
+
+def _fmt(value: Any) -> str:
+    if isinstance(value, float):
+        return f"{value:.3g}" if abs(value) < 100 else f"{value:.1f}"
+    return str(value)

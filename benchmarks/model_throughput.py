@@ -1,0 +1,123 @@
+"""ViT forward and training-step throughput as a fraction of this machine's matmul peak.
+
+Measures, in one run: XLA's square-matmul GFLOP/s (float32 and bfloat16), then for each model,
+batch size and dtype the img/s, img/s per core, achieved GFLOP/s (FLOPs from XLA's cost
+analysis) and the ratio to the matmul peak of the same dtype. bfloat16 rows also give the
+speed-up over float32 and the top-1 agreement with float32 on a fixed batch.
+
+    python -m benchmarks.model_throughput --models ViT-B_16 --batches 8 32 [--train] [--json]
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from benchmarks import common
+from vit_jax import models
+
+
+def random_params(model, image_size: int, seed: int = 0):
+    """Initialised parameters with a random (not zero) head, so logits are informative."""
+    params = model.init(jax.random.key(seed), jnp.zeros((1, image_size, image_size, 3)))["params"]
+    head = params["head"]
+    kernel = jax.random.normal(jax.random.key(seed + 1), head["kernel"].shape) * 0.02
+    return {**params, "head": {**head, "kernel": kernel}}
+
+
+def forward_fn(model):
+    return jax.jit(lambda p, x: model.apply({"params": p}, x, train=False))
+
+
+def train_step_fn(model):
+    def step(params, images, labels):
+        def loss_fn(p):
+            logits = model.apply({"params": p}, images, train=False).astype(jnp.float32)
+            return -jnp.mean(jnp.sum(jax.nn.log_softmax(logits) * labels, axis=-1))
+
+        loss, grads = jax.value_and_grad(loss_fn)(params)
+        return jax.tree.map(lambda p, g: p - 0.01 * g, params, grads), loss
+
+    return jax.jit(step, donate_argnums=(0,))
+
+
+def measure(name: str, batch: int, dtype, image_size: int, train: bool, peak: float, cores: int):
+    model = models.get_model(name, num_classes=1000, dtype=dtype)
+    params = random_params(model, image_size)
+    images = jax.random.uniform(jax.random.key(2), (batch, image_size, image_size, 3), minval=-1)
+    if train:
+        labels = jax.nn.one_hot(jnp.arange(batch) % 1000, 1000)
+        step = train_step_fn(model)
+        flops = common.compiled_flops(step, params, images, labels)
+        state = {"params": params}
+
+        def run():
+            state["params"], loss = step(state["params"], images, labels)
+            return loss
+
+        seconds = common.time_call(run)
+        logits = None
+    else:
+        forward = forward_fn(model)
+        flops = common.compiled_flops(forward, params, images)
+        seconds = common.time_call(lambda: forward(params, images))
+        logits = np.asarray(forward(params, images), np.float32)
+    gflops = flops / seconds / 1e9
+    row = {
+        "model": name,
+        "mode": "train" if train else "forward",
+        "dtype": jnp.dtype(dtype).name,
+        "batch": batch,
+        "img_s": batch / seconds,
+        "img_s_core": batch / seconds / cores,
+        "gflop_per_img": flops / batch / 1e9,
+        "gflop_s": gflops,
+        "of_matmul_peak": gflops / peak,
+    }
+    return row, logits
+
+
+def main(argv=None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--models", nargs="+", default=["ViT-B_16"])
+    parser.add_argument("--batches", nargs="+", type=int, default=[8, 32])
+    parser.add_argument("--dtypes", nargs="+", default=["float32", "bfloat16"])
+    parser.add_argument("--image_size", type=int, default=224)
+    parser.add_argument("--train", action="store_true", help="Also time a training step.")
+    parser.add_argument("--json", action="store_true")
+    args = parser.parse_args(argv)
+
+    cores = os.cpu_count() or 1
+    peaks = {d: common.matmul_peak_gflops(jnp.dtype(d)) for d in args.dtypes}
+    rows = []
+    for name in args.models:
+        for batch in args.batches:
+            modes = [False, True] if args.train else [False]
+            for train in modes:
+                logits_by_dtype = {}
+                for dtype in args.dtypes:
+                    row, logits = measure(
+                        name, batch, jnp.dtype(dtype), args.image_size, train, peaks[dtype], cores
+                    )
+                    logits_by_dtype[dtype] = (row, logits)
+                    rows.append(row)
+                if "float32" in logits_by_dtype and "bfloat16" in logits_by_dtype:
+                    row32, logits32 = logits_by_dtype["float32"]
+                    row16, logits16 = logits_by_dtype["bfloat16"]
+                    row16["speedup_vs_f32"] = row16["img_s"] / row32["img_s"]
+                    if logits32 is not None:
+                        agree = np.mean(logits32.argmax(-1) == logits16.argmax(-1))
+                        row16["top1_agreement"] = float(agree)
+    common.report(
+        rows,
+        as_json=args.json,
+        header={"matmul_peak_gflop_s": peaks, "image_size": args.image_size},
+    )
+
+
+if __name__ == "__main__":
+    main()

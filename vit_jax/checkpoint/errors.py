@@ -1,0 +1,16 @@
+"""The one exception of the checkpoint package, and where the published files live."""
+
+from __future__ import annotations
+
+PUBLISHED_LOCATIONS = (
+    "gs://vit_models/imagenet21k/, gs://vit_models/augreg/ "
+    "(also over https as https://storage.googleapis.com/vit_models/imagenet21k/..., "
+    "https://storage.googleapis.com/vit_models/augreg/...)"
+)
+
+
+class CheckpointError(ValueError):
+    """A checkpoint file that cannot be used: missing, unreadable, or not matching the model.
+
+    The message always names the file and says what to do about it.
+    """

@@ -1,0 +1,123 @@
+"""The one file-system layer of the checkpoint package: read and atomically write files.
+
+Local paths use Python's own file API, so a local checkpoint loads without TensorFlow. Other
+schemes (`gs://`, `s3://`, ...) go through `tf.io.gfile`, and `http(s)://` URLs through
+urllib. Remote reads stream into a local temporary file with a tqdm progress bar: `np.load`
+needs a seekable file, and a temporary file keeps a multi-GB checkpoint out of memory.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import tempfile
+import urllib.error
+import urllib.request
+import uuid
+from collections.abc import Iterator
+from typing import Any, BinaryIO
+
+import tqdm
+
+CHUNK_BYTES = 1 << 20
+HTTP_TIMEOUT_S = 60.0  # Per blocking socket operation, not for the whole download.
+
+
+def is_url(path: str) -> bool:
+    return path.startswith(("http://", "https://"))
+
+
+def is_local(path: str) -> bool:
+    return "://" not in path
+
+
+def _gfile() -> Any:
+    import tensorflow as tf  # Imported only for gs:// and other non-local schemes.
+
+    return tf.io.gfile
+
+
+def _copy(src: Any, dst: Any, total: int | None, desc: str) -> None:
+    """Copies `src` to `dst` in chunks, with a progress bar in bytes."""
+    with tqdm.tqdm(total=total, unit="B", unit_scale=True, unit_divisor=1024, desc=desc) as bar:
+        while chunk := src.read(CHUNK_BYTES):
+            dst.write(chunk)
+            bar.update(len(chunk))
+
+
+def _download(path: str, dst: BinaryIO) -> None:
+    desc = f"Reading {path.rsplit('/', 1)[-1]}"
+    if is_url(path):
+        try:
+            response = urllib.request.urlopen(path, timeout=HTTP_TIMEOUT_S)
+        except urllib.error.HTTPError as e:
+            if e.code in (403, 404):  # GCS answers 403 for missing objects in some buckets.
+                raise FileNotFoundError(f"{path} (HTTP {e.code} {e.reason})") from e
+            raise
+        with response:
+            length = response.headers.get("Content-Length")
+            _copy(response, dst, int(length) if length else None, desc)
+        return
+    gfile = _gfile()
+    if not gfile.exists(path):
+        raise FileNotFoundError(path)
+    with gfile.GFile(path, "rb") as src:
+        _copy(src, dst, gfile.stat(path).length, desc)
+
+
+@contextlib.contextmanager
+def open_read(path: str | os.PathLike) -> Iterator[BinaryIO]:
+    """A seekable binary file with the contents of `path`; FileNotFoundError if absent."""
+    path = os.fspath(path)
+    if is_local(path):
+        with open(path, "rb") as f:
+            yield f
+        return
+    with tempfile.TemporaryFile() as local:
+        _download(path, local)
+        local.seek(0)
+        yield local
+
+
+@contextlib.contextmanager
+def atomic_write(path: str | os.PathLike) -> Iterator[BinaryIO]:
+    """A writable binary file whose contents replace `path` only when the block succeeds.
+
+    The data goes to a temporary name next to `path` and is renamed over it at the end, so a
+    failure (or an interrupt) never leaves a partial file or destroys an existing one.
+    """
+    path = os.fspath(path)
+    if is_url(path):
+        raise ValueError(f"Cannot write to {path}: http(s) URLs are read-only.")
+    if is_local(path):
+        directory = os.path.dirname(os.path.abspath(path))
+        os.makedirs(directory, exist_ok=True)
+        tmp = os.path.join(directory, f".{os.path.basename(path)}.{uuid.uuid4().hex}.tmp")
+        try:
+            # O_EXCL: never reuse a name; mode 0o666 lets the umask decide, as for open().
+            with os.fdopen(os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666), "wb") as f:
+                yield f
+                f.flush()
+                os.fsync(f.fileno())
+            os.replace(tmp, path)
+        except BaseException:
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(tmp)
+            raise
+        return
+    gfile = _gfile()
+    tmp = f"{path}.tmp-{uuid.uuid4().hex}"
+    with tempfile.TemporaryFile() as local:
+        yield local  # Spooled locally: some file systems cannot tell() while writing.
+        size = local.tell()
+        local.seek(0)
+        try:
+            gfile.makedirs(path.rsplit("/", 1)[0])
+            with gfile.GFile(tmp, "wb") as dst:
+                _copy(local, dst, size, f"Writing {path.rsplit('/', 1)[-1]}")
+            gfile.rename(tmp, path, overwrite=True)
+        except BaseException:
+            with contextlib.suppress(Exception):
+                if gfile.exists(tmp):
+                    gfile.remove(tmp)
+            raise
