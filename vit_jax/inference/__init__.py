@@ -1,0 +1,25 @@
+"""Inference tools: image loading, label names, prediction, attention rollout and figures.
+
+`vit_jax.infer` (the CLI) and `vit_jax.figures` re-export what notebooks need.
+"""
+
+from vit_jax.inference.errors import ImageError, InferenceError, LabelError
+from vit_jax.inference.images import load_image, prepare_image, to_display
+from vit_jax.inference.labels import Labels, resolve_labels
+from vit_jax.inference.predictor import Prediction, Predictor
+from vit_jax.inference.rollout import attention_rollout, rollout_matrix
+
+__all__ = [
+    "ImageError",
+    "InferenceError",
+    "LabelError",
+    "Labels",
+    "Prediction",
+    "Predictor",
+    "attention_rollout",
+    "load_image",
+    "prepare_image",
+    "resolve_labels",
+    "rollout_matrix",
+    "to_display",
+]
