@@ -1,0 +1,87 @@
+"""`python -m vit_jax.export`: the artifact runs with JAX alone, at any batch size, and gives
+our logits."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import textwrap
+
+import jax
+import numpy as np
+import pytest
+
+from tests.models import tiny as tiny_models
+from vit_jax import export
+
+# Runs in a fresh interpreter that never imports vit_jax: deserialise, call at batch 1 and 3.
+_RUN_WITHOUT_VIT_JAX = textwrap.dedent(
+    """
+    import sys
+    import jax, numpy as np
+    for artifact, images, out in zip(sys.argv[1::3], sys.argv[2::3], sys.argv[3::3]):
+        exported = jax.export.deserialize(bytearray(open(artifact, 'rb').read()))
+        x = np.load(images)
+        np.save(out, np.concatenate([exported.call(x[:1]), exported.call(x[1:])]))
+    assert not any(name.startswith('vit_jax') for name in sys.modules)
+    """
+)
+
+
+@pytest.fixture(scope="module")
+def artifacts(tiny_checkpoints, tmp_path_factory):
+    directory = tmp_path_factory.mktemp("export")
+    made = {}
+    for name in ("token",):  # jax.export treats every model alike; the hybrid adds only time.
+        tiny = tiny_checkpoints(name)
+        out = str(directory / f"{name}.jax.bin")
+        assert export.main([tiny.npz, out, "--platforms", "cpu,cuda"]) == 0
+        images = tiny_models.random_images(tiny.images.shape[1], batch=4, seed=7)
+        np.save(directory / f"{name}_images.npy", images)
+        made[name] = (tiny, out, images)
+    return directory, made
+
+
+def test_artifact_runs_without_our_code_at_any_batch_size(artifacts):
+    directory, made = artifacts
+    argv = []
+    for name, (_, out, _) in made.items():
+        argv += [out, str(directory / f"{name}_images.npy"), str(directory / f"{name}_out.npy")]
+    subprocess.run([sys.executable, "-c", _RUN_WITHOUT_VIT_JAX, *argv], check=True)
+    for name, (tiny, _, images) in made.items():
+        model, _ = tiny_models.build(name, num_classes=5)
+        ours = np.asarray(model.apply({"params": tiny.params}, images))
+        np.testing.assert_allclose(np.load(directory / f"{name}_out.npy"), ours, atol=1e-5)
+
+
+def test_signature_and_info(artifacts):
+    _, made = artifacts
+    _, out, _ = made["token"]
+    exported = export.load(out)
+    assert str(exported.in_avals[0].shape[0]) == "b"
+    assert exported.in_avals[0].shape[1:] == (16, 16, 3)
+    assert exported.platforms == ("cpu", "cuda")
+    with open(out + ".json") as f:
+        info = json.load(f)
+    assert info["input"]["shape"] == ["batch", 16, 16, 3]
+    assert info["input"]["value_range"] == [-1.0, 1.0]
+    assert info["output"]["shape"] == ["batch", 5]
+
+
+def test_params_as_input(tiny_checkpoints, tmp_path):
+    tiny = tiny_checkpoints("gap")
+    out = str(tmp_path / "gap.jax.bin")
+    written = export.export_checkpoint(tiny.npz, out, platforms=("cpu",), params_as_input=True)
+    assert written == [out, out + ".params.npz", out + ".json"]
+    exported = export.load(out)
+    params = dict(np.load(out + ".params.npz"))
+    np.testing.assert_allclose(exported.call(params, tiny.images), tiny.logits, atol=1e-5)
+    assert jax.tree.structure(params) == exported.in_tree.children()[0].children()[0]
+
+
+def test_user_errors_exit_2(tmp_path, capsys):
+    assert export.main([str(tmp_path / "missing.npz"), str(tmp_path / "x")]) == 2
+    assert "does not exist" in capsys.readouterr().err
+    assert export.main(["a.npz", str(tmp_path / "x"), "--platforms", "gpu"]) == 2
+    assert "unknown platforms ['gpu']" in capsys.readouterr().err

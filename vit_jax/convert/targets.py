@@ -1,0 +1,156 @@
+"""Writing a checkpoint as a published `.npz`, an HF transformers directory or a timm directory."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+from collections.abc import Sequence
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import tqdm
+
+from vit_jax.convert import hf, timm
+from vit_jax.convert.rules import ConversionError, rules_from_published
+from vit_jax.convert.sources import LABELS_SUFFIX, Checkpoint
+from vit_jax.convert.tensors import write_safetensors
+
+TARGETS = ("hf", "timm", "npz")
+
+
+@dataclasses.dataclass(frozen=True)
+class Model:
+    """What the weights say about the model: its config, class count and input resolution."""
+
+    config: Any  # ml_collections.ConfigDict, as `vit_jax.checkpoint.infer_config` returns.
+    num_classes: int | None
+    image_size: tuple[int, int]
+
+
+def describe(ckpt: Checkpoint) -> Model:
+    """Infers the model from the tensors' shapes and checks every shape against that model."""
+    from vit_jax import checkpoint
+    from vit_jax.checkpoint import layout
+    from vit_jax.models import build_model
+
+    shapes = layout.unflatten(
+        {
+            key: jax.ShapeDtypeStruct(shape, ckpt.tensors.dtype(key))
+            for key, shape in ckpt.tensors.shapes().items()
+        }
+    )
+    try:
+        config = checkpoint.infer_config(shapes)
+        num_classes = checkpoint.infer_num_classes(shapes)
+        image_size = tuple(checkpoint.infer_image_size(shapes, config))
+    except (ValueError, KeyError) as e:
+        raise ConversionError(f"{ckpt.path} is not a complete ViT checkpoint: {e}") from e
+    model = build_model(config, num_classes)
+    images = jax.ShapeDtypeStruct((1, *image_size, 3), jnp.float32)
+    expected = jax.eval_shape(lambda x: model.init(jax.random.key(0), x), images)["params"]
+    checkpoint.check_params(shapes, expected, source=ckpt.path)
+    return Model(config, num_classes, image_size)
+
+
+def _labels(ckpt: Checkpoint, labels: Sequence[str] | None) -> list[str] | None:
+    return list(labels) if labels is not None else ckpt.labels
+
+
+def write_npz(ckpt: Checkpoint, dst: str, *, progress: bool = True, **_: Any) -> list[str]:
+    """The published layout; class names, when known, go to `<dst stem>.labels.txt`."""
+    from vit_jax import checkpoint
+    from vit_jax.checkpoint import layout
+
+    if not dst.endswith(".npz"):
+        raise ConversionError(f"--to npz writes a .npz file; {dst} does not end in .npz.")
+    keys = list(ckpt.tensors.shapes())
+    arrays = {
+        key: ckpt.tensors.get(key) for key in tqdm.tqdm(keys, "Reading", disable=not progress)
+    }
+    checkpoint.save(layout.unflatten(arrays), dst)
+    written = [dst]
+    if ckpt.labels is not None:
+        labels_path = dst.removesuffix(".npz") + LABELS_SUFFIX
+        with open(labels_path, "w", encoding="utf-8") as f:
+            f.writelines(f"{name}\n" for name in ckpt.labels)
+        written.append(labels_path)
+    return written
+
+
+def _directory(dst: str) -> None:
+    if os.path.isfile(dst):
+        raise ConversionError(f"{dst} is a file; the output is a directory. Pass a directory path.")
+    os.makedirs(dst, exist_ok=True)
+
+
+def _write_json(path: str, content: dict[str, Any]) -> None:
+    with open(path, "w", encoding="utf-8") as f:
+        json.dump(content, f, indent=2, ensure_ascii=False)
+        f.write("\n")
+
+
+def write_hf(
+    ckpt: Checkpoint,
+    dst: str,
+    *,
+    model: Model,
+    labels: Sequence[str] | None = None,
+    progress: bool = True,
+) -> list[str]:
+    """A directory that `ViTForImageClassification.from_pretrained` loads as is."""
+    reason = hf.refusal(model.config)
+    if reason:
+        raise ConversionError(reason)
+    config = hf.config_json(
+        model.config, model.num_classes, model.image_size, _labels(ckpt, labels)
+    )
+    rules = rules_from_published(ckpt.tensors.shapes(), hf.TABLE, target="HF transformers")
+    _directory(dst)
+    paths = [os.path.join(dst, name) for name in (hf.WEIGHTS, hf.CONFIG, hf.PREPROCESSOR)]
+    write_safetensors(paths[0], ckpt.tensors, rules, metadata={"format": "pt"}, progress=progress)
+    _write_json(paths[1], config)
+    _write_json(paths[2], hf.preprocessor_json(model.image_size))
+    return paths
+
+
+def write_timm(
+    ckpt: Checkpoint,
+    dst: str,
+    *,
+    model: Model,
+    labels: Sequence[str] | None = None,
+    progress: bool = True,
+) -> list[str]:
+    """A directory in timm's Hub layout: `model.safetensors` and `config.json`."""
+    reason = timm.refusal(model.config)
+    if reason:
+        raise ConversionError(reason)
+    config = timm.config_json(
+        model.config, model.num_classes, model.image_size, _labels(ckpt, labels)
+    )
+    stages = model.config.resnet is not None and len(model.config.resnet.num_layers) > 0
+    rules = rules_from_published(ckpt.tensors.shapes(), timm.table(stages), target="timm")
+    _directory(dst)
+    paths = [os.path.join(dst, timm.WEIGHTS), os.path.join(dst, timm.CONFIG)]
+    write_safetensors(paths[0], ckpt.tensors, rules, metadata={"format": "pt"}, progress=progress)
+    _write_json(paths[1], config)
+    return paths
+
+
+WRITERS = {"npz": write_npz, "hf": write_hf, "timm": write_timm}
+
+
+def torch_state_dict(ckpt: Checkpoint, to: str, model: Model) -> dict[str, np.ndarray]:
+    """The HF or timm state dict as numpy arrays in memory (for tests and notebooks)."""
+    stages = model.config.resnet is not None and len(model.config.resnet.num_layers) > 0
+    table = hf.TABLE if to == "hf" else timm.table(stages)
+    rules = rules_from_published(ckpt.tensors.shapes(), table, target=to)
+    return {
+        rule.torch: np.ascontiguousarray(
+            rule.to_torch([ckpt.tensors.get(key) for key in rule.published])
+        )
+        for rule in rules
+    }
