@@ -66,7 +66,7 @@ def _distances(
     predictor: Predictor, images: Sequence[Any] | None, num_random: int, seed: int
 ) -> tuple[np.ndarray, str]:
     """Mean attention distance `[L, H]` and a note saying which images it was computed on."""
-    if images:
+    if images is not None and len(images) > 0:
         batch = predictor.load_batch(images)
         note = f"averaged over {len(batch)} image{'s' * (len(batch) > 1)}"
     else:

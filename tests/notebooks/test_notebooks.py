@@ -1,0 +1,86 @@
+"""Every notebook in colab/ is stored without outputs and runs top to bottom on CPU, offline.
+
+The notebooks run in a fresh Jupyter kernel of this interpreter (nbclient, kernel `python3`)
+in a temporary working directory, with `VIT_JAX_OFFLINE=1` (so they download nothing and
+train their own tiny checkpoint), one CPU device and a temporary TFDS data dir.
+"""
+
+from __future__ import annotations
+
+import os
+import pathlib
+import re
+
+import pytest
+
+nbformat = pytest.importorskip("nbformat")
+nbclient = pytest.importorskip("nbclient")
+pytest.importorskip("ipykernel")
+
+REPO_ROOT = pathlib.Path(__file__).resolve().parents[2]
+NOTEBOOKS = sorted((REPO_ROOT / "colab").glob("*.ipynb"))
+CELL_TIMEOUT_S = 300  # Per cell; each notebook as a whole takes one to two minutes on 2 cores.
+_DEVICE_COUNT_FLAG = re.compile(r"--xla_force_host_platform_device_count=\d+")
+
+
+def _ids(path: pathlib.Path) -> str:
+    return path.name
+
+
+def test_colab_has_notebooks():
+    assert NOTEBOOKS, f"no notebooks in {REPO_ROOT / 'colab'}"
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=_ids)
+def test_stored_without_outputs(path):
+    notebook = nbformat.read(path, as_version=4)
+    nbformat.validate(notebook)
+    assert notebook.metadata.kernelspec.name == "python3"
+    for index, cell in enumerate(notebook.cells):
+        if cell.cell_type == "code":
+            assert not cell.outputs, f"{path.name}: cell {index} has stored outputs"
+            assert cell.execution_count is None, f"{path.name}: cell {index} has a count"
+
+
+def _kernel_env(tmp_path: pathlib.Path) -> dict[str, str]:
+    """This environment, offline, on one CPU device (not the 8 fake ones of conftest.py)."""
+    env = dict(os.environ)
+    flags = _DEVICE_COUNT_FLAG.sub("", env.get("XLA_FLAGS", "")).strip()
+    if flags:
+        env["XLA_FLAGS"] = flags
+    else:
+        env.pop("XLA_FLAGS", None)
+    python_path = [str(REPO_ROOT), env.get("PYTHONPATH", "")]  # For `configs/`.
+    env.update(
+        VIT_JAX_OFFLINE="1",
+        JAX_PLATFORMS="cpu",
+        CUDA_VISIBLE_DEVICES="",
+        TF_CPP_MIN_LOG_LEVEL="2",
+        TFDS_DATA_DIR=str(tmp_path / "tensorflow_datasets"),
+        HF_HUB_OFFLINE="1",
+        MPLBACKEND="module://matplotlib_inline.backend_inline",
+        PYTHONPATH=os.pathsep.join(p for p in python_path if p),
+    )
+    return env
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=_ids)
+def test_runs_offline_on_cpu(path, tmp_path):
+    notebook = nbformat.read(path, as_version=4)
+    workdir = tmp_path / "cwd"
+    workdir.mkdir()
+    client = nbclient.NotebookClient(
+        notebook,
+        timeout=CELL_TIMEOUT_S,
+        kernel_name="python3",  # Launched with sys.executable: this environment's ipykernel.
+        resources={"metadata": {"path": str(workdir)}},
+    )
+    client.execute(env=_kernel_env(tmp_path))  # Raises CellExecutionError with the traceback.
+
+    outputs = [out for cell in notebook.cells if cell.cell_type == "code" for out in cell.outputs]
+    errors = [out for out in outputs if out.output_type == "error"]
+    assert not errors, errors
+    images = [out for out in outputs if "image/png" in out.get("data", {})]
+    assert images, f"{path.name} displayed no figure"
+    text = "".join(out.get("text", "") for out in outputs if out.output_type == "stream")
+    assert "offline" in text, "the notebook did not notice VIT_JAX_OFFLINE=1"
