@@ -1,0 +1,111 @@
+"""The device mesh and the declared sharding rules of the training state and the batches.
+
+`config.mesh` maps axis names to sizes, e.g. `{'data': -1, 'fsdp': 1}`; -1 takes all devices
+left over. Batches are split over every axis (each device sees `batch / num_devices` images).
+Parameters and optimizer state are replicated over 'data' and, ZeRO-3 style, split over
+'fsdp': each array is cut along its largest dimension that the 'fsdp' size divides (rule
+`fsdp_spec`); arrays with no such dimension stay replicated.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import jax
+import numpy as np
+from jax.sharding import AxisType, Mesh, NamedSharding, PartitionSpec
+
+from vit_jax.errors import ConfigError
+
+MESH_AXES = ("data", "fsdp")  # Mesh axes in device order: 'fsdp' neighbours are adjacent.
+DATA_AXES = ("data", "fsdp")  # The axes a batch is split over.
+FSDP_AXIS = "fsdp"  # The axis parameters and optimizer state are split over.
+
+
+class MeshError(ConfigError):
+    """A `config.mesh` or batch size that does not fit the devices; the message says why."""
+
+
+def mesh_shape(axes: Mapping[str, int], num_devices: int) -> dict[str, int]:
+    """Resolves -1 in `{'data': -1, 'fsdp': 2}` so the sizes multiply to `num_devices`."""
+    unknown = set(axes) - set(MESH_AXES)
+    if unknown:
+        raise MeshError(f"Unknown mesh axes {sorted(unknown)}; config.mesh takes {MESH_AXES}.")
+    sizes = {name: int(axes.get(name, 1)) for name in MESH_AXES}
+    fill = [name for name, size in sizes.items() if size == -1]
+    if len(fill) > 1 or any(size < 1 and size != -1 for size in sizes.values()):
+        raise MeshError(
+            f"config.mesh {dict(axes)} must give each axis a positive size, with at most one -1."
+        )
+    fixed = math.prod(size for size in sizes.values() if size != -1)
+    if fill:
+        if num_devices % fixed:
+            raise MeshError(
+                f"config.mesh {dict(axes)}: {num_devices} devices cannot be split into groups "
+                f"of {fixed}."
+            )
+        sizes[fill[0]] = num_devices // fixed
+    if math.prod(sizes.values()) != num_devices:
+        raise MeshError(
+            f"config.mesh {dict(axes)} needs {math.prod(sizes.values())} devices, but "
+            f"{num_devices} are available; use -1 for one axis to fill the rest."
+        )
+    return sizes
+
+
+def make_mesh(axes: Mapping[str, int], devices: Sequence[Any] | None = None) -> Mesh:
+    """A mesh over `devices` (default: all devices of all processes) with `MESH_AXES`."""
+    devices = jax.devices() if devices is None else list(devices)
+    sizes = mesh_shape(axes, len(devices))
+    return jax.make_mesh(
+        tuple(sizes[name] for name in MESH_AXES),
+        MESH_AXES,
+        axis_types=(AxisType.Auto,) * len(MESH_AXES),
+        devices=devices,
+    )
+
+
+def fsdp_spec(shape: Sequence[int], fsdp_size: int) -> PartitionSpec:
+    """Splits the largest dimension that `fsdp_size` divides (the first on ties) over 'fsdp'."""
+    if fsdp_size == 1:
+        return PartitionSpec()
+    candidates = [(size, -axis) for axis, size in enumerate(shape) if size % fsdp_size == 0]
+    if not candidates:
+        return PartitionSpec()
+    _, neg_axis = max(candidates)
+    spec: list[str | None] = [None] * len(shape)
+    spec[-neg_axis] = FSDP_AXIS
+    return PartitionSpec(*spec)
+
+
+def fsdp_shardings(tree: Any, mesh: Mesh) -> Any:
+    """NamedShardings by `fsdp_spec` for every array (or ShapeDtypeStruct) leaf of `tree`."""
+    fsdp_size = mesh.shape[FSDP_AXIS]
+    return jax.tree.map(lambda x: NamedSharding(mesh, fsdp_spec(np.shape(x), fsdp_size)), tree)
+
+
+def replicated(mesh: Mesh) -> NamedSharding:
+    return NamedSharding(mesh, PartitionSpec())
+
+
+def batch_sharding(mesh: Mesh) -> NamedSharding:
+    """Leading (batch) dimension split over all of `DATA_AXES`."""
+    return NamedSharding(mesh, PartitionSpec(DATA_AXES))
+
+
+def num_data_shards(mesh: Mesh) -> int:
+    return math.prod(mesh.shape[name] for name in DATA_AXES)
+
+
+def check_batch(name: str, batch: int, mesh: Mesh, accum_steps: int = 1) -> None:
+    """Raises MeshError unless `batch` splits into `accum_steps` equal parts over the devices."""
+    shards = num_data_shards(mesh) * accum_steps
+    if batch <= 0 or batch % shards:
+        detail = f"{num_data_shards(mesh)} data shards (mesh {dict(mesh.shape)})" + (
+            f" x accum_steps={accum_steps}" if accum_steps > 1 else ""
+        )
+        raise MeshError(
+            f"{name}={batch} is not divisible by {detail} = {shards}; pick a multiple of {shards}."
+        )

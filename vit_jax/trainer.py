@@ -1,0 +1,141 @@
+"""The jitted functions, shardings and initial state of one training run.
+
+`Trainer(config, mesh, dataset_info)` builds the model, the optimizer, the sharded layout of
+the train state (parameters and optimizer state split over 'fsdp' by `sharding.fsdp_spec`)
+and the jitted train/eval steps; `vit_jax.train.train_and_evaluate` drives it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import ml_collections
+import numpy as np
+
+from vit_jax import checkpoint, losses, models, optim, sharding
+from vit_jax.step import TrainState, make_eval_step, make_train_step
+
+
+def model_from_config(model_config: ml_collections.ConfigDict, num_classes: int):
+    """`config.model` (with `dtype` as a string such as 'bfloat16') -> VisionTransformer."""
+    fields = model_config.to_dict()
+    fields["dtype"] = jnp.dtype(fields["dtype"])
+    return models.build_model(fields, num_classes=num_classes)
+
+
+def pretrained_path(config: ml_collections.ConfigDict) -> str:
+    """`<pretrained_dir>/<model_name>.npz` (local or gs://)."""
+    return f"{config.pretrained_dir.rstrip('/')}/{config.model.model_name}.npz"
+
+
+def evaluate(eval_step: Any, params: Any, batches: Iterable[dict[str, jax.Array]]):
+    """`test_accuracy` and `test_loss` over one pass of the eval iterator."""
+    totals = None
+    for batch in batches:
+        sums = eval_step(params, batch)
+        totals = sums if totals is None else jax.tree.map(jnp.add, totals, sums)
+    totals = jax.device_get(totals)
+    count = max(float(totals["count"]), 1.0)
+    return {
+        "test_accuracy": float(totals["correct"]) / count,
+        "test_loss": float(totals["loss"]) / count,
+    }
+
+
+class Trainer:
+    """The jitted functions and shardings of one run; `train_and_evaluate` drives it."""
+
+    def __init__(self, config: ml_collections.ConfigDict, mesh: jax.sharding.Mesh, info: Any):
+        self.config = config
+        self.mesh = mesh
+        self.model = model_from_config(config.model, info.num_classes)
+        self.image_size = info.image_size
+        self.tx, schedule = optim.make_optimizer(config)
+        loss_fn = losses.get_loss(config.loss)
+
+        rng_init, rng_train = jax.random.split(jax.random.key(config.seed))
+        self._init_args = (rng_init, jax.random.key_data(rng_train))
+        abstract = jax.eval_shape(self._init, *self._init_args)
+        self.state_shardings = TrainState(
+            step=sharding.replicated(mesh),
+            params=sharding.fsdp_shardings(abstract.params, mesh),
+            opt_state=sharding.fsdp_shardings(abstract.opt_state, mesh),
+            rng=sharding.replicated(mesh),
+        )
+        self.abstract_state = jax.tree.map(
+            lambda x, s: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=s),
+            abstract,
+            self.state_shardings,
+        )
+        batch_sharding = sharding.batch_sharding(mesh)
+        microbatch_sharding = jax.sharding.NamedSharding(
+            mesh, jax.sharding.PartitionSpec(None, sharding.DATA_AXES)
+        )
+        train_step = make_train_step(
+            self.model,
+            self.tx,
+            loss_fn,
+            schedule,
+            accum_steps=config.accum_steps,
+            microbatch_sharding=microbatch_sharding,
+            grad_shardings=self.state_shardings.params,
+        )
+        self.train_step = jax.jit(
+            train_step,
+            in_shardings=(self.state_shardings, batch_sharding),
+            out_shardings=(self.state_shardings, sharding.replicated(mesh)),
+            donate_argnums=(0,),
+        )
+        self.eval_step = jax.jit(
+            make_eval_step(self.model, loss_fn),
+            in_shardings=(self.state_shardings.params, batch_sharding),
+            out_shardings=sharding.replicated(mesh),
+        )
+
+    def _init_params(self, rng_init: jax.Array) -> Any:
+        images = jnp.zeros((1, self.image_size, self.image_size, 3), jnp.float32)
+        return self.model.init({"params": rng_init}, images, train=False)["params"]
+
+    def _init(self, rng_init: jax.Array, rng_train: jax.Array) -> TrainState:
+        params = self._init_params(rng_init)
+        return TrainState(
+            step=jnp.zeros((), jnp.int32),
+            params=params,
+            opt_state=self.tx.init(params),
+            rng=rng_train,
+        )
+
+    def initial_state(self) -> TrainState:
+        """Fresh parameters, or those of `config.pretrained_dir` with a fresh head."""
+        init = jax.jit(self._init, out_shardings=self.state_shardings)
+        state = init(*self._init_args)
+        if not self.config.pretrained_dir:
+            return state
+        init_params = jax.device_get(
+            jax.jit(self._init_params, out_shardings=sharding.replicated(self.mesh))(
+                self._init_args[0]
+            )
+        )
+        params = checkpoint.load_pretrained(
+            pretrained_path=pretrained_path(self.config),
+            init_params=init_params,
+            model_config=self.config.model,
+            image_size=self.image_size,
+        )
+        params = jax.tree.map(
+            lambda x, s: jax.make_array_from_callback(
+                np.shape(x), s, lambda index, x=x: np.asarray(x, np.float32)[index]
+            ),
+            params,
+            self.state_shardings.params,
+        )
+        opt_state = jax.jit(self.tx.init, out_shardings=self.state_shardings.opt_state)(params)
+        return state.replace(params=params, opt_state=opt_state)
+
+    def host_params(self, state: TrainState) -> Any:
+        """The parameters as NumPy arrays on every process (gathered from their shards)."""
+        gather = jax.jit(lambda p: p, out_shardings=sharding.replicated(self.mesh))
+        return jax.device_get(gather(state.params))
