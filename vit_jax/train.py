@@ -27,11 +27,10 @@ import jax
 import ml_collections
 
 from vit_jax import checkpoint, data, metrics, runtime, sharding
-from vit_jax.checkpoint.train_state import TrainCheckpointer
+from vit_jax.checkpoint.train_state import CHECKPOINT_DIR, TrainCheckpointer
 from vit_jax.errors import ConfigError, TrainingDivergedError
 from vit_jax.trainer import Trainer, evaluate
 
-CHECKPOINT_DIR = "checkpoints"  # Orbax checkpoints live in workdir/checkpoints/<step>/.
 CONFIG_FILE = "config.json"  # The config of the latest run in the workdir.
 
 

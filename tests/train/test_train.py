@@ -122,3 +122,25 @@ def test_sigterm_saves_and_resuming_reproduces_the_losses(tmp_path):
     losses = {r["step"]: r["train_loss"] for r in records if "train_loss" in r}
     assert losses == reference.train_losses  # Bit for bit, before and after the restart.
     assert jax.tree.leaves(resumed.eval_metrics) == jax.tree.leaves(reference.eval_metrics)
+
+
+def test_workdir_params_read_back_for_conversion(digits_run, tmp_path):
+    """A training workdir's latest checkpoint gives the final parameters, and converts."""
+    from vit_jax.checkpoint import layout, train_state
+    from vit_jax.convert import convert
+
+    _, workdir, result = digits_run
+    final = layout.flatten(checkpoint.load(result.npz_path))
+    from_workdir = layout.flatten(train_state.load_params(workdir))
+    assert from_workdir.keys() == final.keys()
+    for key, value in final.items():
+        np.testing.assert_array_equal(from_workdir[key], value, err_msg=key)
+    earlier = layout.flatten(train_state.load_params(workdir, step=20))
+    assert not np.array_equal(earlier["head/kernel"], final["head/kernel"])
+    with pytest.raises(FileNotFoundError, match="no checkpoint at step 7"):
+        train_state.load_params(workdir, step=7)
+
+    converted = str(tmp_path / "from_workdir.npz")
+    convert(workdir, converted, to="npz")
+    for key, value in layout.flatten(checkpoint.load(converted)).items():
+        np.testing.assert_array_equal(value, final[key], err_msg=key)

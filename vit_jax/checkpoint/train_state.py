@@ -15,10 +15,13 @@ import dataclasses
 import os
 from typing import Any, Protocol
 
+import jax
+import numpy as np
 import orbax.checkpoint as ocp
 from etils import epath
 
 ITERATOR_PREFIX = "iterator"
+CHECKPOINT_DIR = "checkpoints"  # Orbax checkpoints live in workdir/checkpoints/<step>/.
 
 
 class ResumableIterator(Protocol):
@@ -113,3 +116,40 @@ class TrainCheckpointer:
 
     def close(self) -> None:
         self._manager.close()
+
+
+def load_params(workdir: str | os.PathLike, step: int | None = None) -> dict[str, Any]:
+    """The parameters of a training run's checkpoint as numpy arrays, in the published layout.
+
+    Reads only the parameters (not the optimizer state), from `workdir/checkpoints/<step>/`
+    (the latest step by default), without the model or the config: for conversion and export.
+    """
+    from vit_jax.models import unstack_encoder_blocks
+
+    root = epath.Path(os.path.abspath(os.fspath(workdir))) / CHECKPOINT_DIR
+    steps = sorted(int(p.name) for p in root.iterdir() if p.name.isdigit()) if root.exists() else []
+    if not steps:
+        raise FileNotFoundError(
+            f"{workdir} has no training checkpoints (expected {root}/<step>/state). Pass the "
+            "workdir of a `python -m vit_jax.train` run, or a published-layout .npz."
+        )
+    if step is None:
+        step = steps[-1]
+    elif step not in steps:
+        raise FileNotFoundError(f"{workdir} has no checkpoint at step {step}; it has {steps}.")
+    state_dir = root / str(step) / "state"
+    checkpointer = ocp.PyTreeCheckpointer()
+    metadata = checkpointer.metadata(state_dir)
+    tree = getattr(metadata, "item_metadata", metadata)
+    tree = getattr(tree, "tree", tree)
+    params_metadata = tree["params"]
+    as_numpy = lambda _: ocp.RestoreArgs(restore_type=np.ndarray)
+    restored = checkpointer.restore(
+        state_dir,
+        args=ocp.args.PyTreeRestore(
+            item={"params": jax.tree.map(lambda _: np.zeros(()), params_metadata)},
+            restore_args={"params": jax.tree.map(as_numpy, params_metadata)},
+            partial_restore=True,
+        ),
+    )
+    return unstack_encoder_blocks(restored["params"])

@@ -13,6 +13,7 @@ import dataclasses
 import os
 from typing import Any
 
+from vit_jax.checkpoint import train_state
 from vit_jax.convert import hf, timm
 from vit_jax.convert.rules import ConversionError, rules_from_torch
 from vit_jax.convert.tensors import (
@@ -51,6 +52,10 @@ def open_checkpoint(path: str, *, num_heads: int | None = None) -> Checkpoint:
     if "://" in path or path.endswith(".npz"):
         return _open_npz(path)
     if os.path.isdir(path):
+        # A training workdir also holds a config.json (the run's config): look for its
+        # checkpoints first.
+        if os.path.isdir(os.path.join(path, train_state.CHECKPOINT_DIR)):
+            return _open_workdir(path)
         if os.path.exists(os.path.join(path, hf.CONFIG)):
             if timm.read_config(os.path.join(path, timm.CONFIG)) is not None:
                 return _open_timm(_weights_in(path), num_heads)
@@ -82,16 +87,15 @@ def _open_npz(path: str) -> Checkpoint:
 
 
 def _open_workdir(path: str) -> Checkpoint:
-    from vit_jax.checkpoint import layout, train_state
+    from vit_jax.checkpoint import layout
 
-    reader = getattr(train_state, "load_params", None)
-    if reader is None:
+    try:
+        params = train_state.load_params(path)
+    except FileNotFoundError as e:
         raise ConversionError(
-            f"{path} is a directory without config.json. Reading training workdirs needs "
-            "vit_jax.checkpoint.train_state.load_params, which this installation lacks. "
-            "Pass an .npz, an HF model directory or a timm state dict."
-        )
-    params = reader(path)
+            f"{path} is a directory without config.json and without training checkpoints. "
+            "Pass a training workdir, an .npz, an HF model directory or a timm state dict."
+        ) from e
     return Checkpoint(InMemory(layout.flatten(params)), "workdir", path)
 
 
