@@ -3,34 +3,85 @@
 The parameters are exactly those of the published checkpoints (and of Flax's
 `nn.MultiHeadDotProductAttention`): `query`/`key`/`value` kernels `[D, heads, head_dim]`
 with biases `[heads, head_dim]`, and an `out` kernel `[heads, head_dim, D]` with bias `[D]`.
-The attention itself runs through `jax.nn.dot_product_attention`, which dispatches to fused
-kernels (cuDNN flash attention) on GPU. When the caller asks for intermediates, or attention
-dropout is active, the weights are computed explicitly instead, with the same math.
+
+The computation is arranged for speed without changing that layout: the three input
+projections run as one `[D, 3 * heads * head_dim]` matmul whose kernel is concatenated at trace
+time, and the `1 / sqrt(head_dim)` scale is folded into the query kernel and bias. Matmuls
+accumulate in float32 (`preferred_element_type`) and the softmax runs in float32, also for
+bfloat16 compute.
+
+The attention core (`implementation`): "auto" (default) uses `jax.nn.dot_product_attention`
+on accelerators, where XLA picks fused kernels (cuDNN flash attention on GPU when the shapes
+allow), and on CPU an explicit softmax attention laid out `[B, H, N, K]`, which XLA:CPU runs
+about 1.4x faster than the `[B, N, H, K]` einsums of `dot_product_attention`'s XLA path.
+"xla" and "cudnn" force `dot_product_attention` with that implementation; "explicit" forces
+the explicit path. All give the same outputs within float tolerance (tested).
 """
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Literal
 
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
+import numpy as np
 
 Dtype = Any
+Implementation = Literal["auto", "xla", "cudnn", "explicit"]
 
 
 def explicit_attention(
-    query: jax.Array, key: jax.Array, value: jax.Array
+    query: jax.Array, key: jax.Array, value: jax.Array, *, scale: float | None = None
 ) -> tuple[jax.Array, jax.Array]:
     """Softmax attention that also returns the weights.
 
-    Shapes: q, k, v [B, N, H, K] -> attended [B, N, H, K], weights [B, H, N, N].
+    Shapes: q, k, v [B, N, H, K] -> attended [B, N, H, K], weights [B, H, N, N]. `scale`
+    defaults to `1 / sqrt(K)`; pass 1.0 when the query is already scaled.
     """
-    depth = query.shape[-1]
-    logits = jnp.einsum("bqhk,bshk->bhqs", query, key) / jnp.sqrt(depth).astype(query.dtype)
+    if scale is None:
+        scale = 1.0 / np.sqrt(query.shape[-1])
+    # Heads next to batch first: XLA:CPU then runs both matmuls on contiguous [N, K] tiles
+    # (3-4x faster than letting it pick the layouts of the einsums over [B, N, H, K]).
+    query, key, value = (jnp.swapaxes(t, 1, 2) for t in (query, key, value))  # [B, H, N, K]
+    logits = jnp.einsum("bhqk,bhsk->bhqs", query, key, preferred_element_type=jnp.float32)
+    if scale != 1.0:
+        logits = logits * jnp.float32(scale)
     # Softmax in float32 even for bfloat16 compute, as the fused kernels do.
-    weights = jax.nn.softmax(logits.astype(jnp.float32), axis=-1).astype(query.dtype)
-    return jnp.einsum("bhqs,bshk->bqhk", weights, value), weights
+    weights = jax.nn.softmax(logits, axis=-1).astype(query.dtype)  # [B, H, N, N]
+    attended = jnp.einsum("bhqs,bhsk->bhqk", weights, value, preferred_element_type=jnp.float32)
+    return jnp.swapaxes(attended.astype(query.dtype), 1, 2), weights  # [B, N, H, K]
+
+
+def _flat_xavier_uniform(num_in_axes: int):
+    """Flax `DenseGeneral`'s kernel init: Xavier over the kernel flattened to 2-D."""
+    base = nn.initializers.xavier_uniform()
+
+    def init(rng, shape, dtype=jnp.float32):
+        flat = (int(np.prod(shape[:num_in_axes])), int(np.prod(shape[num_in_axes:])))
+        return jnp.reshape(base(rng, flat, dtype), shape)
+
+    return init
+
+
+class _Projection(nn.Module):
+    """Declares the parameters of one `DenseGeneral` (same names, shapes and initialisation)
+    and returns them, so that several projections can run as one matmul."""
+
+    kernel_shape: tuple[int, ...]
+    num_in_axes: int
+
+    @nn.compact
+    def __call__(self) -> tuple[jax.Array, jax.Array]:
+        kernel = self.param("kernel", _flat_xavier_uniform(self.num_in_axes), self.kernel_shape)
+        bias = self.param("bias", nn.initializers.zeros, self.kernel_shape[self.num_in_axes :])
+        return kernel, bias
+
+
+def _dense(x: jax.Array, kernel: jax.Array, bias: jax.Array) -> jax.Array:
+    """`x [..., I] @ kernel [I, O] + bias [O]` in x's dtype, accumulating in float32."""
+    y = jnp.matmul(x, kernel.astype(x.dtype), preferred_element_type=jnp.float32)
+    return (y + bias).astype(x.dtype)
 
 
 class SelfAttention(nn.Module):
@@ -39,42 +90,55 @@ class SelfAttention(nn.Module):
     num_heads: int
     dtype: Dtype = jnp.float32
     dropout_rate: float = 0.0  # Attention-weight dropout (training only).
+    implementation: Implementation = "auto"  # See the module docstring.
 
     @nn.compact
     def __call__(self, x: jax.Array, *, deterministic: bool = True) -> jax.Array:
-        width = x.shape[-1]
+        batch, length, width = x.shape
         if width % self.num_heads:
             raise ValueError(
                 f"hidden_size {width} is not divisible by num_heads {self.num_heads}; "
                 "pick a head count that divides the width."
             )
-        head_dim = width // self.num_heads
-        project = lambda name: nn.DenseGeneral(
-            features=(self.num_heads, head_dim),
-            kernel_init=nn.initializers.xavier_uniform(),
-            dtype=self.dtype,
-            name=name,
-        )
-        query = project("query")(x)  # [B, N, H, K]
-        key = project("key")(x)  # [B, N, H, K]
-        value = project("value")(x)  # [B, N, H, K]
+        heads, head_dim = self.num_heads, width // self.num_heads
+        in_shape = (width, heads, head_dim)
+        query_w, query_b = _Projection(in_shape, 1, name="query")()  # [D, H, K], [H, K]
+        key_w, key_b = _Projection(in_shape, 1, name="key")()
+        value_w, value_b = _Projection(in_shape, 1, name="value")()
+        out_w, out_b = _Projection((heads, head_dim, width), 2, name="out")()  # [H, K, D], [D]
+
+        # One [D, 3*H*K] matmul for q, k and v; the softmax scale folded into the query part.
+        scale = 1.0 / np.sqrt(head_dim)
+        kernel = jnp.concatenate([query_w * scale, key_w, value_w], axis=1)  # [D, 3H, K]
+        bias = jnp.concatenate([query_b * scale, key_b, value_b], axis=0)  # [3H, K]
+        x = x.astype(self.dtype)
+        qkv = _dense(x, kernel.reshape(width, -1), bias.reshape(-1))  # [B, N, 3*H*K]
+        qkv = qkv.reshape(batch, length, 3, heads, head_dim)  # [B, N, 3, H, K]
+        query, key, value = qkv[:, :, 0], qkv[:, :, 1], qkv[:, :, 2]  # [B, N, H, K] each
 
         use_dropout = not deterministic and self.dropout_rate > 0.0
         if use_dropout or self.is_mutable_collection("intermediates"):
-            attended, weights = explicit_attention(query, key, value)
+            attended, weights = explicit_attention(query, key, value, scale=1.0)
             self.sow("intermediates", "attention_weights", weights)  # [B, H, N, N]
             if use_dropout:
                 weights = nn.Dropout(self.dropout_rate, broadcast_dims=())(
                     weights, deterministic=False
                 )
-                attended = jnp.einsum("bhqs,bshk->bqhk", weights, value)
+                attended = jnp.einsum(
+                    "bhqs,bshk->bqhk", weights, value, preferred_element_type=jnp.float32
+                ).astype(self.dtype)
+        elif self.implementation == "explicit" or (
+            self.implementation == "auto" and jax.default_backend() == "cpu"
+        ):
+            attended, _ = explicit_attention(query, key, value, scale=1.0)  # [B, N, H, K]
         else:
-            attended = jax.nn.dot_product_attention(query, key, value)  # [B, N, H, K]
+            attended = jax.nn.dot_product_attention(
+                query,
+                key,
+                value,
+                scale=1.0,
+                implementation=None if self.implementation == "auto" else self.implementation,
+            )  # [B, N, H, K]
 
-        return nn.DenseGeneral(
-            features=width,
-            axis=(-2, -1),
-            kernel_init=nn.initializers.xavier_uniform(),
-            dtype=self.dtype,
-            name="out",
-        )(attended)  # [B, N, D]
+        attended = attended.reshape(batch, length, width)  # [B, N, H*K]
+        return _dense(attended, out_w.reshape(width, width), out_b)  # [B, N, D]

@@ -7,6 +7,7 @@ depend on Flax's automatic naming, which changed between Flax versions.
 
 from __future__ import annotations
 
+import functools
 from typing import Any
 
 import flax.linen as nn
@@ -20,8 +21,16 @@ Dtype = Any
 LAYER_NORM_EPS = 1e-6  # The published models use 1e-6, not Flax's or PyTorch's default.
 
 
+# Matmuls accumulate and return float32 also for bfloat16 inputs: XLA:CPU otherwise computes a
+# bfloat16 -> bfloat16 matmul by converting both operands to float32 (no bfloat16 speed-up).
+dot_general_f32 = functools.partial(jax.lax.dot_general, preferred_element_type=jnp.float32)
+
+
 class MlpBlock(nn.Module):
-    """Dense -> tanh-GELU -> Dense, `[B, N, D] -> [B, N, D]`."""
+    """Dense -> tanh-GELU -> Dense, `[B, N, D] -> [B, N, D]`.
+
+    Bias and GELU are applied to the float32 matmul output, then cast to the compute dtype.
+    """
 
     mlp_dim: int
     dtype: Dtype = jnp.float32
@@ -35,12 +44,14 @@ class MlpBlock(nn.Module):
             dtype=self.dtype,
             kernel_init=nn.initializers.xavier_uniform(),
             bias_init=nn.initializers.normal(stddev=1e-6),
+            dot_general=dot_general_f32,
             name=name,
         )
-        x = dense(self.mlp_dim, "Dense_0")(x)  # [B, N, M]
-        x = nn.gelu(x, approximate=True)  # The published models use the tanh approximation.
+        x = dense(self.mlp_dim, "Dense_0")(x)  # [B, N, M], float32
+        # The published models use the tanh approximation.
+        x = nn.gelu(x, approximate=True).astype(self.dtype)
         x = nn.Dropout(rate=self.dropout_rate)(x, deterministic=deterministic)
-        x = dense(width, "Dense_1")(x)  # [B, N, D]
+        x = dense(width, "Dense_1")(x).astype(self.dtype)  # [B, N, D]
         return nn.Dropout(rate=self.dropout_rate)(x, deterministic=deterministic)
 
 
@@ -135,7 +146,13 @@ class Encoder(nn.Module):
         x = nn.Dropout(rate=self.dropout_rate)(x, deterministic=not train)
 
         # `deterministic` (argument 2, counting self) selects Python branches: static for remat.
-        block_cls = nn.remat(EncoderBlock, static_argnums=(2,)) if self.remat else EncoderBlock
+        # Inside a scan, remat needs no CSE barriers (`jax.checkpoint`'s `prevent_cse` docs);
+        # they would only block XLA optimisations of the loop body.
+        block_cls = (
+            nn.remat(EncoderBlock, static_argnums=(2,), prevent_cse=not self.scan_layers)
+            if self.remat
+            else EncoderBlock
+        )
         make_block = lambda name, rate: block_cls(
             mlp_dim=self.mlp_dim,
             num_heads=self.num_heads,

@@ -13,6 +13,7 @@ Intermediates come from the same model on request:
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Mapping
 from typing import Any, Literal
 
@@ -20,7 +21,7 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
-from vit_jax.models.encoder import Encoder
+from vit_jax.models.encoder import Encoder, dot_general_f32
 from vit_jax.models.resnet import resnet_stem
 
 Dtype = Any
@@ -67,8 +68,9 @@ class VisionTransformer(nn.Module):
             strides=patch,
             padding="VALID",
             dtype=self.dtype,
+            conv_general_dilated=_conv_f32,
             name="embedding",
-        )(x)  # [B, gh, gw, D]
+        )(x).astype(self.dtype)  # [B, gh, gw, D]
         batch, grid_h, grid_w, width = x.shape
         x = jnp.reshape(x, (batch, grid_h * grid_w, width))  # [B, gh*gw, D]
 
@@ -100,8 +102,13 @@ class VisionTransformer(nn.Module):
     def forward_head(self, x: jax.Array) -> jax.Array:
         """Optional tanh pre-logits layer, then the zero-initialised linear head."""
         if self.representation_size is not None:
-            x = nn.Dense(self.representation_size, dtype=self.dtype, name="pre_logits")(x)
-            x = jnp.tanh(x)
+            x = nn.Dense(
+                self.representation_size,
+                dtype=self.dtype,
+                dot_general=dot_general_f32,
+                name="pre_logits",
+            )(x)
+            x = jnp.tanh(x).astype(self.dtype)
         self.sow("intermediates", "pre_logits", x)
         if self.num_classes:
             x = nn.Dense(
@@ -109,8 +116,9 @@ class VisionTransformer(nn.Module):
                 dtype=self.dtype,
                 kernel_init=nn.initializers.zeros,
                 bias_init=nn.initializers.constant(self.head_bias_init),
+                dot_general=dot_general_f32,
                 name="head",
-            )(x)
+            )(x).astype(self.dtype)
         return x
 
     @nn.compact
@@ -127,6 +135,9 @@ class VisionTransformer(nn.Module):
         x = self.forward_features(inputs, train=train)
         return self.forward_head(self.pool(x))
 
+
+# The patch embedding accumulates in float32 also for bfloat16 compute (see dot_general_f32).
+_conv_f32 = functools.partial(jax.lax.conv_general_dilated, preferred_element_type=jnp.float32)
 
 _ENCODER_FIELDS = ("num_layers", "mlp_dim", "num_heads", "dropout_rate", "attention_dropout_rate")
 

@@ -1,0 +1,86 @@
+"""How ViT forward cost grows with resolution and batch, and the share of time in attention.
+
+For each image size and batch: img/s, GFLOP per image (XLA cost analysis), the ratio to the
+in-run matmul peak, and the share of the forward time (and of the FLOPs) spent in the attention
+core (QK^T, softmax, attention x V; projections excluded), measured by timing that core alone
+on the model's q/k/v shapes, once per layer.
+
+    python -m benchmarks.scaling --model ViT-B_16 --sizes 224 384 512 --batches 1 8 32 [--json]
+
+Sizes are timed at the first batch of `--size_batch`; batches at 224.
+"""
+
+from __future__ import annotations
+
+import argparse
+
+import jax
+import jax.numpy as jnp
+
+from benchmarks import common
+from benchmarks.model_throughput import forward_fn, random_params
+from vit_jax import models
+from vit_jax.models.attention import explicit_attention
+
+
+def attention_core_seconds(batch: int, tokens: int, heads: int, head_dim: int, dtype, repeats):
+    keys = jax.random.split(jax.random.key(3), 3)
+    shape = (batch, tokens, heads, head_dim)  # [B, N, H, K]
+    q, k, v = (jax.random.normal(key, shape).astype(dtype) for key in keys)
+    core = jax.jit(lambda q, k, v: explicit_attention(q, k, v)[0])
+    flops = common.compiled_flops(core, q, k, v)
+    return common.time_call(lambda: core(q, k, v), repeats=repeats), flops
+
+
+def measure(name: str, batch: int, size: int, dtype, peak: float, repeats: int) -> dict:
+    model = models.get_model(name, num_classes=1000, dtype=dtype)
+    params = random_params(model, size)
+    images = jax.random.uniform(jax.random.key(2), (batch, size, size, 3), minval=-1)
+    forward = forward_fn(model)
+    flops = common.compiled_flops(forward, params, images)
+    seconds = common.time_call(lambda: forward(params, images), repeats=repeats)
+
+    width, layers = model.hidden_size, model.transformer["num_layers"]
+    heads = model.transformer["num_heads"]
+    patch = model.patches["size"][0]
+    tokens = (size // patch) ** 2 + (1 if model.classifier == "token" else 0)
+    core_s, core_flops = attention_core_seconds(
+        batch, tokens, heads, width // heads, dtype, repeats
+    )
+    return {
+        "model": name,
+        "dtype": jnp.dtype(dtype).name,
+        "image_size": size,
+        "tokens": tokens,
+        "batch": batch,
+        "img_s": batch / seconds,
+        "gflop_per_img": flops / batch / 1e9,
+        "of_matmul_peak": flops / seconds / 1e9 / peak,
+        "attention_time_share": min(1.0, layers * core_s / seconds),
+        "attention_flop_share": layers * core_flops / flops,
+    }
+
+
+def main(argv=None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--model", default="ViT-B_16")
+    parser.add_argument("--sizes", nargs="+", type=int, default=[224, 384, 512])
+    parser.add_argument("--size_batch", type=int, default=4)
+    parser.add_argument("--batches", nargs="+", type=int, default=[1, 8, 32])
+    parser.add_argument("--dtype", default="float32")
+    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--json", action="store_true")
+    args = parser.parse_args(argv)
+    dtype = jnp.dtype(args.dtype)
+    peak = common.matmul_peak_gflops(dtype)
+    rows = [measure(args.model, args.size_batch, s, dtype, peak, args.repeats) for s in args.sizes]
+    rows += [
+        measure(args.model, b, 224, dtype, peak, args.repeats)
+        for b in args.batches
+        if not (b == args.size_batch and 224 in args.sizes)
+    ]
+    common.report(rows, as_json=args.json, header={"matmul_peak_gflop_s": peak})
+
+
+if __name__ == "__main__":
+    main()

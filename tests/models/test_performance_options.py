@@ -1,0 +1,147 @@
+"""The fast paths (fused QKV projection, folded softmax scale, float32-accumulating matmuls)
+keep the published parameters and give the outputs of the plain formulation within float
+tolerance."""
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from tests.models import tiny
+from vit_jax.models.attention import SelfAttention
+from vit_jax.models.encoder import MlpBlock
+
+
+class ReferenceAttention(nn.Module):
+    """The plain formulation: Flax `DenseGeneral` projections and textbook softmax attention."""
+
+    num_heads: int
+
+    @nn.compact
+    def __call__(self, x):
+        width = x.shape[-1]
+        head_dim = width // self.num_heads
+        project = lambda name: nn.DenseGeneral(
+            (self.num_heads, head_dim), kernel_init=nn.initializers.xavier_uniform(), name=name
+        )
+        q, k, v = project("query")(x), project("key")(x), project("value")(x)  # [B, N, H, K]
+        logits = jnp.einsum("bqhk,bshk->bhqs", q, k) / np.sqrt(head_dim)
+        weights = jax.nn.softmax(logits, axis=-1)
+        attended = jnp.einsum("bhqs,bshk->bqhk", weights, v)
+        return nn.DenseGeneral(
+            width, axis=(-2, -1), kernel_init=nn.initializers.xavier_uniform(), name="out"
+        )(attended)
+
+
+class ReferenceMlp(nn.Module):
+    mlp_dim: int
+
+    @nn.compact
+    def __call__(self, x):
+        init = dict(
+            kernel_init=nn.initializers.xavier_uniform(),
+            bias_init=nn.initializers.normal(stddev=1e-6),
+        )
+        width = x.shape[-1]
+        x = nn.gelu(nn.Dense(self.mlp_dim, name="Dense_0", **init)(x), approximate=True)
+        return nn.Dense(width, name="Dense_1", **init)(x)
+
+
+def _inputs(shape=(2, 17, 48), seed=0):
+    return jnp.asarray(np.random.default_rng(seed).normal(size=shape), jnp.float32)
+
+
+def _randomise(params, seed=1):
+    rng = np.random.default_rng(seed)
+    return jax.tree.map(lambda p: jnp.asarray(rng.normal(size=p.shape) * 0.2, p.dtype), params)
+
+
+@pytest.mark.parametrize("num_heads", [3, 4])  # head_dim 16 (scale exact) and 12 (rounded)
+def test_attention_keeps_dense_general_parameters_and_outputs(num_heads):
+    x = _inputs()
+    fast, reference = SelfAttention(num_heads), ReferenceAttention(num_heads)
+    init_fast = fast.init(jax.random.key(0), x)["params"]
+    init_reference = reference.init(jax.random.key(0), x)["params"]
+    # Same names, shapes and initial values as the DenseGeneral layers.
+    jax.tree.map(np.testing.assert_array_equal, init_fast, init_reference)
+
+    params = _randomise(init_reference)
+    want = reference.apply({"params": params}, x)
+    np.testing.assert_allclose(fast.apply({"params": params}, x), want, atol=2e-5, rtol=2e-5)
+    with_weights, _ = fast.apply({"params": params}, x, mutable=["intermediates"])
+    np.testing.assert_allclose(with_weights, want, atol=2e-5, rtol=2e-5)
+
+    loss = lambda module, p: jnp.sum(jnp.sin(module.apply({"params": p}, x)))
+    jax.tree.map(
+        lambda a, b: np.testing.assert_allclose(a, b, atol=1e-4, rtol=1e-4),
+        jax.grad(loss, argnums=1)(fast, params),
+        jax.grad(loss, argnums=1)(reference, params),
+    )
+
+
+def test_mlp_keeps_parameters_and_outputs():
+    x = _inputs()
+    fast, reference = MlpBlock(mlp_dim=96), ReferenceMlp(mlp_dim=96)
+    init_fast = fast.init(jax.random.key(0), x)["params"]
+    jax.tree.map(
+        np.testing.assert_array_equal, init_fast, reference.init(jax.random.key(0), x)["params"]
+    )
+    params = _randomise(init_fast)
+    np.testing.assert_allclose(
+        fast.apply({"params": params}, x),
+        reference.apply({"params": params}, x),
+        atol=1e-5,
+        rtol=1e-5,
+    )
+
+
+def test_bfloat16_matmuls_accumulate_in_float32():
+    """bfloat16 compute lowers to bfloat16 x bfloat16 -> float32 matmuls (the fast CPU path),
+    not to float32 matmuls on converted operands, and stays close to float32."""
+    model, size = tiny.build("token")
+    model16, _ = tiny.build("token", dtype=jnp.bfloat16)
+    params = tiny.random_params(model, size)
+    images = tiny.random_images(size, batch=4)
+    hlo = jax.jit(lambda p, x: model16.apply({"params": p}, x)).lower(params, images).as_text()
+    dots = [line for line in hlo.splitlines() if "stablehlo.dot_general" in line]
+    assert dots and all("bf16>, tensor<" in line and "-> tensor<" in line for line in dots)
+    assert all("xf32>" in line.rsplit("->", 1)[1] for line in dots), "matmul outputs not f32"
+    logits32 = model.apply({"params": params}, images)
+    logits16 = model16.apply({"params": params}, images)
+    np.testing.assert_allclose(
+        np.asarray(logits16, np.float32), np.asarray(logits32), atol=0.1, rtol=0.05
+    )
+
+
+def test_cudnn_implementation_is_rejected_off_gpu_or_matches():
+    """`implementation="cudnn"` is the GPU flash-attention path; on CPU jax refuses it."""
+    x = _inputs()
+    module = SelfAttention(4, implementation="cudnn")
+    params = SelfAttention(4).init(jax.random.key(0), x)["params"]
+    if jax.default_backend() != "gpu":
+        with pytest.raises(RuntimeError, match="cuDNN"):
+            module.apply({"params": params}, x)
+        return
+    want = SelfAttention(4).apply({"params": params}, x.astype(jnp.bfloat16))
+    got = SelfAttention(4, dtype=jnp.bfloat16, implementation="cudnn").apply(
+        {"params": params}, x.astype(jnp.bfloat16)
+    )
+    np.testing.assert_allclose(np.asarray(got, np.float32), np.asarray(want, np.float32), atol=0.05)
+
+
+@pytest.mark.parametrize("dtype", [jnp.float32, jnp.bfloat16])
+def test_attention_implementations_agree(dtype):
+    """`jax.nn.dot_product_attention` (the accelerator default) and the explicit CPU path."""
+    x = _inputs().astype(dtype)
+    params = SelfAttention(4).init(jax.random.key(0), x)["params"]
+    outputs = {
+        impl: np.asarray(
+            SelfAttention(4, dtype=dtype, implementation=impl).apply({"params": params}, x),
+            np.float32,
+        )
+        for impl in ("auto", "xla", "explicit")
+    }
+    atol = 1e-5 if dtype == jnp.float32 else 0.05
+    np.testing.assert_allclose(outputs["xla"], outputs["explicit"], atol=atol)
+    np.testing.assert_allclose(outputs["auto"], outputs["explicit"], atol=atol)
