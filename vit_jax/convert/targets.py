@@ -92,6 +92,25 @@ def _write_json(path: str, content: dict[str, Any]) -> None:
         f.write("\n")
 
 
+def _write_torch_directory(
+    ckpt: Checkpoint,
+    dst: str,
+    rules: Any,
+    weights_name: str,
+    json_files: dict[str, dict[str, Any]],
+    progress: bool,
+) -> list[str]:
+    """`dst/<weights_name>` (safetensors streamed through `rules`) plus the JSON files."""
+    _directory(dst)
+    weights = os.path.join(dst, weights_name)
+    write_safetensors(weights, ckpt.tensors, rules, metadata={"format": "pt"}, progress=progress)
+    paths = [weights]
+    for name, content in json_files.items():
+        paths.append(os.path.join(dst, name))
+        _write_json(paths[-1], content)
+    return paths
+
+
 def write_hf(
     ckpt: Checkpoint,
     dst: str,
@@ -108,12 +127,8 @@ def write_hf(
         model.config, model.num_classes, model.image_size, _labels(ckpt, labels)
     )
     rules = rules_from_published(ckpt.tensors.shapes(), hf.TABLE, target="HF transformers")
-    _directory(dst)
-    paths = [os.path.join(dst, name) for name in (hf.WEIGHTS, hf.CONFIG, hf.PREPROCESSOR)]
-    write_safetensors(paths[0], ckpt.tensors, rules, metadata={"format": "pt"}, progress=progress)
-    _write_json(paths[1], config)
-    _write_json(paths[2], hf.preprocessor_json(model.image_size))
-    return paths
+    json_files = {hf.CONFIG: config, hf.PREPROCESSOR: hf.preprocessor_json(model.image_size)}
+    return _write_torch_directory(ckpt, dst, rules, hf.WEIGHTS, json_files, progress)
 
 
 def write_timm(
@@ -131,13 +146,15 @@ def write_timm(
     config = timm.config_json(
         model.config, model.num_classes, model.image_size, _labels(ckpt, labels)
     )
-    stages = model.config.resnet is not None and len(model.config.resnet.num_layers) > 0
-    rules = rules_from_published(ckpt.tensors.shapes(), timm.table(stages), target="timm")
-    _directory(dst)
-    paths = [os.path.join(dst, timm.WEIGHTS), os.path.join(dst, timm.CONFIG)]
-    write_safetensors(paths[0], ckpt.tensors, rules, metadata={"format": "pt"}, progress=progress)
-    _write_json(paths[1], config)
-    return paths
+    rules = rules_from_published(
+        ckpt.tensors.shapes(), timm.table(_has_stages(model)), target="timm"
+    )
+    return _write_torch_directory(ckpt, dst, rules, timm.WEIGHTS, {timm.CONFIG: config}, progress)
+
+
+def _has_stages(model: Model) -> bool:
+    """Whether a hybrid's stem has ResNet stages (timm lays those out differently)."""
+    return model.config.resnet is not None and len(model.config.resnet.num_layers) > 0
 
 
 WRITERS = {"npz": write_npz, "hf": write_hf, "timm": write_timm}
@@ -145,8 +162,7 @@ WRITERS = {"npz": write_npz, "hf": write_hf, "timm": write_timm}
 
 def torch_state_dict(ckpt: Checkpoint, to: str, model: Model) -> dict[str, np.ndarray]:
     """The HF or timm state dict as numpy arrays in memory (for tests and notebooks)."""
-    stages = model.config.resnet is not None and len(model.config.resnet.num_layers) > 0
-    table = hf.TABLE if to == "hf" else timm.table(stages)
+    table = hf.TABLE if to == "hf" else timm.table(_has_stages(model))
     rules = rules_from_published(ckpt.tensors.shapes(), table, target=to)
     return {
         rule.torch: np.ascontiguousarray(
