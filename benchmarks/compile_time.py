@@ -14,9 +14,9 @@ import argparse
 import time
 
 import jax
-import jax.numpy as jnp
 
 from benchmarks import common
+from benchmarks.model_throughput import abstract_step_args, train_step_fn
 from vit_jax import models
 
 
@@ -25,20 +25,10 @@ def compile_seconds(
 ) -> tuple[float, float]:
     """(lowering seconds, XLA compile seconds) of the training step."""
     model = models.get_model(name, num_classes=1000, scan_layers=scan, remat=remat)
-    images = jax.ShapeDtypeStruct((batch, image_size, image_size, 3), jnp.float32)
-    labels = jax.ShapeDtypeStruct((batch, 1000), jnp.float32)
-    params = jax.eval_shape(lambda x: model.init(jax.random.key(0), x)["params"], images)
-
-    def step(p, x, y):
-        def loss_fn(q):
-            logits = model.apply({"params": q}, x, train=False)
-            return -jnp.mean(jnp.sum(jax.nn.log_softmax(logits) * y, axis=-1))
-
-        loss, grads = jax.value_and_grad(loss_fn)(p)
-        return jax.tree.map(lambda a, g: a - 0.01 * g, p, grads), loss
-
+    step = train_step_fn(model)
+    args = abstract_step_args(model, batch, image_size)
     start = time.perf_counter()
-    lowered = jax.jit(step).lower(params, images, labels)
+    lowered = step.lower(*args)
     lowered_at = time.perf_counter()
     lowered.compile()
     return lowered_at - start, time.perf_counter() - lowered_at

@@ -10,20 +10,15 @@ from __future__ import annotations
 
 import argparse
 
-import jax
-import jax.numpy as jnp
-
 from benchmarks import common
-from benchmarks.model_throughput import train_step_fn
+from benchmarks.model_throughput import abstract_step_args, train_step_fn
 from vit_jax import models
 
 
 def step_bytes(name: str, batch: int, image_size: int, remat: bool) -> int:
     model = models.get_model(name, num_classes=1000, remat=remat, scan_layers=True)
-    images = jax.ShapeDtypeStruct((batch, image_size, image_size, 3), jnp.float32)
-    labels = jax.ShapeDtypeStruct((batch, 1000), jnp.float32)
-    params = jax.eval_shape(lambda x: model.init(jax.random.key(0), x)["params"], images)
-    stats = train_step_fn(model).lower(params, images, labels).compile().memory_analysis()
+    args = abstract_step_args(model, batch, image_size)
+    stats = train_step_fn(model).lower(*args).compile().memory_analysis()
     return (
         stats.argument_size_in_bytes
         + stats.output_size_in_bytes

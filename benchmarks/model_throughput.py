@@ -45,6 +45,14 @@ def train_step_fn(model):
     return jax.jit(step, donate_argnums=(0,))
 
 
+def abstract_step_args(model, batch: int, image_size: int):
+    """Shapes of `train_step_fn`'s (params, images, labels), without allocating anything."""
+    images = jax.ShapeDtypeStruct((batch, image_size, image_size, 3), jnp.float32)
+    labels = jax.ShapeDtypeStruct((batch, 1000), jnp.float32)
+    params = jax.eval_shape(lambda x: model.init(jax.random.key(0), x)["params"], images)
+    return params, images, labels
+
+
 def measure(name: str, batch: int, dtype, image_size: int, train: bool, peak: float, cores: int):
     model = models.get_model(name, num_classes=1000, dtype=dtype)
     params = random_params(model, image_size)
