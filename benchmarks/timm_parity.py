@@ -2,10 +2,12 @@
 
     python -m benchmarks.timm_parity [--npz PATH ...] [--json]
 
-timm is not importable on the CPU-only test machines (it needs torchvision), so the test suite
-checks timm's key layout against an independent PyTorch forward pass; this script closes the
-loop where `import timm` works. For each case (ViT-S/16 token, ViT-S/16 GAP, R50+ViT-B/16
-hybrid, with random parameters; or the given published `.npz` files) it runs
+timm needs torchvision, whose PyPI wheels load only beside torch's CUDA build (no GPU needed):
+`.ci/timm-env .venv .venv-timm` builds such an environment on top of the dev one, then
+`.venv-timm/bin/python -m benchmarks.timm_parity`. (CI runs tests/convert/test_timm_real.py
+there; this script prints the figures, and takes published files.) For each case (ViT-S/16
+token, ViT-S/16 GAP, R50+ViT-B/16 hybrid, with random parameters; or the given published
+`.npz` files) it runs
 `python -m vit_jax.convert --to timm`, builds `timm.create_model(architecture, **model_args)`
 from the written config.json, loads the safetensors with `strict=True`, and prints the largest
 absolute logit difference to ours (float32, same random images in [-1, 1]).
@@ -92,10 +94,10 @@ def main() -> int:
     try:
         import timm
         import torch
-    except ImportError as e:
+    except Exception as e:  # ImportError, or torchvision's RuntimeError beside CPU-only torch.
         print(
-            f"skipped: timm is not importable here ({e}). It needs torch and torchvision; run "
-            "this on a machine with `pip install timm torchvision`.",
+            f"skipped: timm is not importable here ({e}). Build an environment where it is "
+            "with `.ci/timm-env .venv .venv-timm` and run this with .venv-timm/bin/python.",
             file=sys.stderr,
         )
         return 0
