@@ -6,6 +6,7 @@ analysis) and the ratio to the matmul peak of the same dtype. bfloat16 rows also
 speed-up over float32 and the top-1 agreement with float32 on a fixed batch.
 
     python -m benchmarks.model_throughput --models ViT-B_16 --batches 8 32 [--train] [--json]
+        [--micro_batch auto none]
 """
 
 from __future__ import annotations
@@ -29,8 +30,19 @@ def random_params(model, image_size: int, seed: int = 0):
     return {**params, "head": {**head, "kernel": kernel}}
 
 
-def forward_fn(model):
-    return jax.jit(lambda p, x: model.apply({"params": p}, x, train=False))
+def forward_fn(model, micro_batch: models.micro_batch.MicroBatch = None):
+    """The jitted inference forward: `model.apply` on the whole batch (None), or the library's
+    inference path `models.micro_batched_apply` ("auto": micro-batches on CPU, or a size)."""
+    if micro_batch is None:
+        return jax.jit(lambda p, x: model.apply({"params": p}, x, train=False))
+    return jax.jit(lambda p, x: models.micro_batched_apply(model, p, x, micro_batch=micro_batch))
+
+
+def parse_micro_batch(value: str) -> models.micro_batch.MicroBatch:
+    """'auto', 'none' (whole batches) or a number of images."""
+    if value in ("auto", "none"):
+        return None if value == "none" else "auto"
+    return int(value)
 
 
 def train_step_fn(model):
@@ -53,7 +65,16 @@ def abstract_step_args(model, batch: int, image_size: int):
     return params, images, labels
 
 
-def measure(name: str, batch: int, dtype, image_size: int, train: bool, peak: float, cores: int):
+def measure(
+    name: str,
+    batch: int,
+    dtype,
+    image_size: int,
+    train: bool,
+    peak: float,
+    cores: int,
+    micro_batch: models.micro_batch.MicroBatch = None,
+):
     model = models.get_model(name, num_classes=1000, dtype=dtype)
     params = random_params(model, image_size)
     images = jax.random.uniform(jax.random.key(2), (batch, image_size, image_size, 3), minval=-1)
@@ -70,8 +91,9 @@ def measure(name: str, batch: int, dtype, image_size: int, train: bool, peak: fl
         seconds = common.time_call(run)
         logits = None
     else:
-        forward = forward_fn(model)
-        flops = common.compiled_flops(forward, params, images)
+        forward = forward_fn(model, micro_batch)
+        # FLOPs of the whole-batch program: XLA's cost analysis counts a loop's body once.
+        flops = common.compiled_flops(forward_fn(model), params, images)
         seconds = common.time_call(lambda: forward(params, images))
         logits = np.asarray(forward(params, images), np.float32)
     gflops = flops / seconds / 1e9
@@ -80,6 +102,7 @@ def measure(name: str, batch: int, dtype, image_size: int, train: bool, peak: fl
         "mode": "train" if train else "forward",
         "dtype": jnp.dtype(dtype).name,
         "batch": batch,
+        "micro_batch": "-" if train else str(_resolved(micro_batch, params)),
         "img_s": batch / seconds,
         "img_s_core": batch / seconds / cores,
         "gflop_per_img": flops / batch / 1e9,
@@ -89,6 +112,11 @@ def measure(name: str, batch: int, dtype, image_size: int, train: bool, peak: fl
     return row, logits
 
 
+def _resolved(micro_batch: models.micro_batch.MicroBatch, params) -> str:
+    size = models.micro_batch_size(models.micro_batch.num_tokens(params), micro_batch)
+    return "whole" if size is None else f"{size} ({micro_batch})"
+
+
 def main(argv=None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--models", nargs="+", default=["ViT-B_16"])
@@ -96,6 +124,13 @@ def main(argv=None) -> None:
     parser.add_argument("--dtypes", nargs="+", default=["float32", "bfloat16"])
     parser.add_argument("--image_size", type=int, default=224)
     parser.add_argument("--train", action="store_true", help="Also time a training step.")
+    parser.add_argument(
+        "--micro_batch",
+        nargs="+",
+        default=["auto"],
+        help="Forward passes through models.micro_batched_apply: 'auto', a size, or 'none' "
+        "for one model.apply over the whole batch; several values give one row each.",
+    )
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args(argv)
 
@@ -104,12 +139,20 @@ def main(argv=None) -> None:
     rows = []
     for name in args.models:
         for batch in args.batches:
-            modes = [False, True] if args.train else [False]
-            for train in modes:
+            modes = [(False, parse_micro_batch(m)) for m in args.micro_batch]
+            modes += [(True, None)] if args.train else []
+            for train, micro_batch in modes:
                 logits_by_dtype = {}
                 for dtype in args.dtypes:
                     row, logits = measure(
-                        name, batch, jnp.dtype(dtype), args.image_size, train, peaks[dtype], cores
+                        name,
+                        batch,
+                        jnp.dtype(dtype),
+                        args.image_size,
+                        train,
+                        peaks[dtype],
+                        cores,
+                        micro_batch,
                     )
                     logits_by_dtype[dtype] = (row, logits)
                     rows.append(row)

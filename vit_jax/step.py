@@ -16,6 +16,7 @@ import jax
 import jax.numpy as jnp
 import optax
 
+from vit_jax import models
 from vit_jax.losses import LossFn
 
 Batch = dict[str, jax.Array]
@@ -104,15 +105,21 @@ def make_train_step(
     return train_step
 
 
-def make_eval_step(model: nn.Module, loss_fn: LossFn) -> Callable[[Any, Batch], Metrics]:
+def make_eval_step(
+    model: nn.Module, loss_fn: LossFn, data_shards: int = 1
+) -> Callable[[Any, Batch], Metrics]:
     """`(params, batch) -> sums over the real (mask=1) examples`: correct, loss and count.
 
     'Correct' is top-1 precision: the arg-max class has a positive label, which is accuracy
-    for single-label data and stays meaningful for multi-label data.
+    for single-label data and stays meaningful for multi-label data. The forward pass runs in
+    micro-batches on CPU (`models.micro_batched_apply`; the batch is split over
+    `data_shards` devices).
     """
 
     def eval_step(params: Any, batch: Batch) -> Metrics:
-        logits = model.apply({"params": params}, batch["image"], train=False)  # [B, C]
+        logits = models.micro_batched_apply(
+            model, params, batch["image"], data_shards=data_shards
+        )  # [B, C]
         mask = batch["mask"].astype(jnp.float32)  # [B]
         top1 = jnp.argmax(logits, axis=-1)  # [B]
         correct = jnp.take_along_axis(batch["label"], top1[:, None], axis=-1)[:, 0] > 0

@@ -90,7 +90,7 @@ class Trainer:
             donate_argnums=(0,),
         )
         self.eval_step = jax.jit(
-            make_eval_step(self.model, loss_fn),
+            make_eval_step(self.model, loss_fn, sharding.num_data_shards(mesh)),
             in_shardings=(self.state_shardings.params, batch_sharding),
             out_shardings=sharding.replicated(mesh),
         )

@@ -109,7 +109,7 @@ class Predictor:
         activation = jax.nn.sigmoid if self.multi_label else jax.nn.softmax
 
         def probabilities(params, images):  # [B, H, W, 3] -> [B, C]
-            logits = self.model.apply({"params": params}, images)
+            logits = models.micro_batched_apply(self.model, params, images)  # [B, C]
             return activation(logits.astype(jnp.float32))
 
         def rollout(params, images):  # [B, H, W, 3] -> [B, gh, gw]

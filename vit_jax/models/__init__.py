@@ -1,5 +1,6 @@
 """ViT and hybrid ViT models with the published parameter layout."""
 
+from vit_jax.models.micro_batch import micro_batch_size, micro_batched_apply
 from vit_jax.models.registry import (
     MODEL_NAMES,
     VARIANTS,
@@ -23,6 +24,8 @@ __all__ = [
     "get_config",
     "get_model",
     "is_stacked",
+    "micro_batch_size",
+    "micro_batched_apply",
     "resolve_name",
     "stack_encoder_blocks",
     "unstack_encoder_blocks",
