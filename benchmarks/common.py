@@ -72,7 +72,7 @@ def report(rows: list[dict[str, Any]], *, as_json: bool, header: dict[str, Any])
         print(f"# {key}: {value}")
     if not rows:
         return
-    columns = list(rows[0])
+    columns = list(dict.fromkeys(key for row in rows for key in row))  # Union, first-seen order.
     widths = {c: max(len(c), *(len(_fmt(r.get(c))) for r in rows)) for c in columns}
     print("  ".join(c.ljust(widths[c]) for c in columns))
     for row in rows:

@@ -18,7 +18,7 @@ import jax
 import jax.numpy as jnp
 
 from benchmarks import common
-from benchmarks.model_throughput import forward_fn, random_params
+from benchmarks.model_throughput import forward_fn, parse_micro_batch, random_params
 from vit_jax import models
 from vit_jax.models.attention import explicit_attention
 
@@ -32,12 +32,14 @@ def attention_core_seconds(batch: int, tokens: int, heads: int, head_dim: int, d
     return common.time_call(lambda: core(q, k, v), repeats=repeats), flops
 
 
-def measure(name: str, batch: int, size: int, dtype, peak: float, repeats: int) -> dict:
+def measure(
+    name: str, batch: int, size: int, dtype, peak: float, repeats: int, micro_batch=None
+) -> dict:
     model = models.get_model(name, num_classes=1000, dtype=dtype)
     params = random_params(model, size)
     images = jax.random.uniform(jax.random.key(2), (batch, size, size, 3), minval=-1)
-    forward = forward_fn(model)
-    flops = common.compiled_flops(forward, params, images)
+    forward = forward_fn(model, micro_batch)
+    flops = common.compiled_flops(forward_fn(model), params, images)  # Whole-batch program.
     seconds = common.time_call(lambda: forward(params, images), repeats=repeats)
 
     width, layers = model.hidden_size, model.transformer["num_layers"]
@@ -69,15 +71,23 @@ def main(argv=None) -> None:
     parser.add_argument("--batches", nargs="+", type=int, default=[1, 8, 32])
     parser.add_argument("--dtype", default="float32")
     parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument(
+        "--micro_batch",
+        default="none",
+        help="'none' (one model.apply per batch), 'auto' or a size: the library's inference "
+        "path, models.micro_batched_apply. The attention share always uses the whole batch.",
+    )
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args(argv)
     dtype = jnp.dtype(args.dtype)
     peak = common.matmul_peak_gflops(dtype)
-    rows = [measure(args.model, args.size_batch, s, dtype, peak, args.repeats) for s in args.sizes]
+    micro = parse_micro_batch(args.micro_batch)
+    measure_at = lambda batch, size: measure(
+        args.model, batch, size, dtype, peak, args.repeats, micro
+    )
+    rows = [measure_at(args.size_batch, s) for s in args.sizes]
     rows += [
-        measure(args.model, b, 224, dtype, peak, args.repeats)
-        for b in args.batches
-        if not (b == args.size_batch and 224 in args.sizes)
+        measure_at(b, 224) for b in args.batches if not (b == args.size_batch and 224 in args.sizes)
     ]
     common.report(rows, as_json=args.json, header={"matmul_peak_gflop_s": peak})
 

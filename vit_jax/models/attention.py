@@ -8,7 +8,7 @@ The computation is arranged for speed without changing that layout: the three in
 projections run as one `[D, 3 * heads * head_dim]` matmul whose kernel is concatenated at trace
 time, and the `1 / sqrt(head_dim)` scale is folded into the query kernel and bias. Matmuls
 accumulate in float32 (`preferred_element_type`) and the softmax runs in float32, also for
-bfloat16 compute.
+bfloat16 compute; their backward passes run in the compute dtype (`vit_jax.models.matmul`).
 
 The attention core (`implementation`): "auto" (default) uses `jax.nn.dot_product_attention`
 on accelerators, where XLA picks fused kernels (cuDNN flash attention on GPU when the shapes
@@ -27,6 +27,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from vit_jax.models.matmul import einsum_f32, matmul_f32
+
 Dtype = Any
 Implementation = Literal["auto", "xla", "cudnn", "explicit"]
 
@@ -44,12 +46,12 @@ def explicit_attention(
     # Heads next to batch first: XLA:CPU then runs both matmuls on contiguous [N, K] tiles
     # (3-4x faster than letting it pick the layouts of the einsums over [B, N, H, K]).
     query, key, value = (jnp.swapaxes(t, 1, 2) for t in (query, key, value))  # [B, H, N, K]
-    logits = jnp.einsum("bhqk,bhsk->bhqs", query, key, preferred_element_type=jnp.float32)
+    logits = einsum_f32("bhqk,bhsk->bhqs", query, key)
     if scale != 1.0:
         logits = logits * jnp.float32(scale)
     # Softmax in float32 even for bfloat16 compute, as the fused kernels do.
     weights = jax.nn.softmax(logits, axis=-1).astype(query.dtype)  # [B, H, N, N]
-    attended = jnp.einsum("bhqs,bhsk->bhqk", weights, value, preferred_element_type=jnp.float32)
+    attended = einsum_f32("bhqs,bhsk->bhqk", weights, value)
     return jnp.swapaxes(attended.astype(query.dtype), 1, 2), weights  # [B, N, H, K]
 
 
@@ -80,7 +82,7 @@ class _Projection(nn.Module):
 
 def _dense(x: jax.Array, kernel: jax.Array, bias: jax.Array) -> jax.Array:
     """`x [..., I] @ kernel [I, O] + bias [O]` in x's dtype, accumulating in float32."""
-    y = jnp.matmul(x, kernel.astype(x.dtype), preferred_element_type=jnp.float32)
+    y = matmul_f32(x, kernel.astype(x.dtype))
     return (y + bias).astype(x.dtype)
 
 
@@ -124,9 +126,7 @@ class SelfAttention(nn.Module):
                 weights = nn.Dropout(self.dropout_rate, broadcast_dims=())(
                     weights, deterministic=False
                 )
-                attended = jnp.einsum(
-                    "bhqs,bshk->bqhk", weights, value, preferred_element_type=jnp.float32
-                ).astype(self.dtype)
+                attended = einsum_f32("bhqs,bshk->bqhk", weights, value).astype(self.dtype)
         elif self.implementation == "explicit" or (
             self.implementation == "auto" and jax.default_backend() == "cpu"
         ):

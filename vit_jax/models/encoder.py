@@ -7,7 +7,6 @@ depend on Flax's automatic naming, which changed between Flax versions.
 
 from __future__ import annotations
 
-import functools
 from typing import Any
 
 import flax.linen as nn
@@ -15,15 +14,11 @@ import jax
 import jax.numpy as jnp
 
 from vit_jax.models.attention import SelfAttention
+from vit_jax.models.matmul import dot_general_f32
 
 Dtype = Any
 
 LAYER_NORM_EPS = 1e-6  # The published models use 1e-6, not Flax's or PyTorch's default.
-
-
-# Matmuls accumulate and return float32 also for bfloat16 inputs: XLA:CPU otherwise computes a
-# bfloat16 -> bfloat16 matmul by converting both operands to float32 (no bfloat16 speed-up).
-dot_general_f32 = functools.partial(jax.lax.dot_general, preferred_element_type=jnp.float32)
 
 
 class MlpBlock(nn.Module):

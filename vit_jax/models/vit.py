@@ -21,7 +21,8 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
-from vit_jax.models.encoder import Encoder, dot_general_f32
+from vit_jax.models.encoder import Encoder
+from vit_jax.models.matmul import dot_general_f32
 from vit_jax.models.resnet import resnet_stem
 
 Dtype = Any

@@ -1,0 +1,88 @@
+"""Matmuls that accumulate in float32, with a backward pass in the compute dtype.
+
+Forward: `preferred_element_type=float32`, so bfloat16 operands multiply at bfloat16 speed and
+accumulate in float32 (XLA:CPU otherwise converts both operands of a bfloat16 -> bfloat16
+matmul to float32 first). Backward: JAX's own transpose of such a matmul multiplies the float32
+cotangent with a bfloat16 operand, which promotes both to float32 and runs every backward
+matmul at float32 speed (bfloat16 training was only 1.08x float32 on CPU). Here the cotangent
+is cast to the operands' dtype first, as in ordinary bfloat16 training, and the backward
+matmuls accumulate in float32 too. For float32 operands this is exactly JAX's own gradient.
+"""
+
+from __future__ import annotations
+
+import functools
+
+import jax
+import jax.numpy as jnp
+
+
+def _operand_specs(spec: str) -> tuple[str, str, str]:
+    inputs, output = spec.replace(" ", "").split("->")
+    lhs, rhs = inputs.split(",")
+    for name, operand, others in (("first", lhs, rhs + output), ("second", rhs, lhs + output)):
+        if "." in spec or len(set(operand)) != len(operand) or not set(operand) <= set(others):
+            raise ValueError(
+                f"einsum_f32 takes two-operand einsums whose every index of the {name} operand "
+                f"also appears in the other operand or the output, without '...'; got {spec!r}."
+            )
+    return lhs, rhs, output
+
+
+@functools.partial(jax.custom_vjp, nondiff_argnums=(0,))
+def einsum_f32(spec: str, lhs: jax.Array, rhs: jax.Array) -> jax.Array:
+    """`jnp.einsum(spec, lhs, rhs)` accumulated and returned in float32; see the module."""
+    _operand_specs(spec)
+    return jnp.einsum(spec, lhs, rhs, preferred_element_type=jnp.float32)
+
+
+def _einsum_f32_fwd(spec, lhs, rhs):
+    return einsum_f32(spec, lhs, rhs), (lhs, rhs)
+
+
+def _einsum_f32_bwd(spec, residuals, cotangent):
+    lhs, rhs = residuals
+    lhs_spec, rhs_spec, out_spec = _operand_specs(spec)
+    cotangent = cotangent.astype(jnp.result_type(lhs.dtype, rhs.dtype))
+    d_lhs = jnp.einsum(
+        f"{out_spec},{rhs_spec}->{lhs_spec}", cotangent, rhs, preferred_element_type=jnp.float32
+    )
+    d_rhs = jnp.einsum(
+        f"{lhs_spec},{out_spec}->{rhs_spec}", lhs, cotangent, preferred_element_type=jnp.float32
+    )
+    return d_lhs.astype(lhs.dtype), d_rhs.astype(rhs.dtype)
+
+
+einsum_f32.defvjp(_einsum_f32_fwd, _einsum_f32_bwd)
+
+
+def matmul_f32(x: jax.Array, kernel: jax.Array) -> jax.Array:
+    """`x [..., I] @ kernel [I, O] -> [..., O]` in float32; see the module."""
+    flat = x.reshape(-1, x.shape[-1])  # [T, I]
+    return einsum_f32("ti,io->to", flat, kernel).reshape(*x.shape[:-1], kernel.shape[-1])
+
+
+def dot_general_f32(
+    lhs: jax.Array,
+    rhs: jax.Array,
+    dimension_numbers,
+    precision=None,
+    preferred_element_type=None,
+) -> jax.Array:
+    """A `dot_general` for `nn.Dense(dot_general=...)`: `matmul_f32` for Dense's contraction
+    (last axis of the input with the kernel's first), `lax.dot_general` with float32
+    accumulation otherwise."""
+    (lhs_contract, rhs_contract), (lhs_batch, rhs_batch) = dimension_numbers
+    dense = (
+        tuple(lhs_contract) == (lhs.ndim - 1,)
+        and tuple(rhs_contract) == (0,)
+        and rhs.ndim == 2
+        and not lhs_batch
+        and not rhs_batch
+        and precision is None
+    )
+    if dense:
+        return matmul_f32(lhs, rhs)
+    return jax.lax.dot_general(
+        lhs, rhs, dimension_numbers, precision=precision, preferred_element_type=jnp.float32
+    )
