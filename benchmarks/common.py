@@ -80,6 +80,8 @@ def report(rows: list[dict[str, Any]], *, as_json: bool, header: dict[str, Any])
 
 
 def _fmt(value: Any) -> str:
+    if value is None:
+        return "-"
     if isinstance(value, float):
         return f"{value:.3g}" if abs(value) < 100 else f"{value:.1f}"
     return str(value)
