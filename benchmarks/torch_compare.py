@@ -22,12 +22,22 @@ from benchmarks.model_throughput import forward_fn, random_params, train_step_fn
 from vit_jax import models
 
 
-def torch_models(image_size: int):
+def torch_models(image_size: int, name: str = "ViT-B_16"):
+    """HF transformers' ViT with the architecture of our plain variant `name` (SDPA attention,
+    tanh-GELU, LayerNorm eps 1e-6, 1000 classes)."""
     import torch
     import transformers
 
+    ours = models.get_config(name)
+    if ours.resnet is not None or ours.classifier != "token":
+        raise ValueError(f"{name}: HF's ViT class holds token-pooled plain ViTs only.")
     config = transformers.ViTConfig(
         image_size=image_size,
+        patch_size=ours.patches.size[0],
+        hidden_size=ours.hidden_size,
+        num_hidden_layers=ours.transformer.num_layers,
+        num_attention_heads=ours.transformer.num_heads,
+        intermediate_size=ours.transformer.mlp_dim,
         hidden_act="gelu_pytorch_tanh",
         layer_norm_eps=1e-6,
         num_labels=1000,

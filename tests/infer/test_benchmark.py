@@ -23,3 +23,30 @@ def test_inference_benchmark_smoke():
     for row in rows:
         assert row["latency_ms"] > 0 and row["img_per_s_per_core"] > 0
         assert row["img_per_s"] == pytest.approx(row["img_per_s_per_core"] * row["devices"])
+
+
+def test_gpu_train_benchmark_smoke(capsys):
+    """benchmarks/gpu_train.py's vit_jax side on CPU (the torch side needs no GPU either, but
+    torch.compile takes a minute)."""
+    import json
+
+    from benchmarks import gpu_train
+
+    gpu_train.main(
+        ["--models", "ViT-Ti_16", "--batch", "2", "--image_size", "32", "--no_torch", "--json"]
+    )
+    report = json.loads(capsys.readouterr().out)
+    (row,) = report["rows"]
+    assert row["implementation"] == "vit_jax (xla)" and row["img_s"] > 0
+    assert 0 < row["mfu_vs_matmul_peak"] < 2
+
+
+def test_torch_models_match_our_architecture():
+    """The HF ViT the torch benchmarks build has our variant's parameter count."""
+    pytest.importorskip("transformers")
+    from benchmarks.torch_compare import torch_models
+
+    _, model = torch_models(224, "ViT-Ti_16")
+    assert sum(p.numel() for p in model.parameters()) == 5_717_416  # ViT-Ti/16, 1000 classes.
+    with pytest.raises(ValueError, match="token-pooled plain ViTs"):
+        torch_models(224, "R50+ViT-B_16")

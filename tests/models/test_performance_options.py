@@ -145,3 +145,20 @@ def test_attention_implementations_agree(dtype):
     atol = 1e-5 if dtype == jnp.float32 else 0.05
     np.testing.assert_allclose(outputs["xla"], outputs["explicit"], atol=atol)
     np.testing.assert_allclose(outputs["auto"], outputs["explicit"], atol=atol)
+
+
+def test_model_attention_implementation_reaches_every_layer():
+    """`VisionTransformer.attention_implementation` (config key `model.attention_implementation`)
+    changes no parameter and no output; a bad value is refused by name."""
+    model, image_size = tiny.build("token")
+    params = tiny.random_params(model, image_size)
+    images = tiny.random_images(image_size)
+    want = model.apply({"params": params}, images)
+    for impl in ("xla", "explicit"):
+        got = model.clone(attention_implementation=impl).apply({"params": params}, images)
+        np.testing.assert_allclose(got, want, atol=1e-5)
+    with pytest.raises(ValueError, match="Unknown attention implementation 'flash'"):
+        model.clone(attention_implementation="flash").apply({"params": params}, images)
+    if jax.default_backend() != "gpu":  # Reaches SelfAttention: jax refuses cuDNN off GPU.
+        with pytest.raises(RuntimeError, match="cuDNN"):
+            model.clone(attention_implementation="cudnn").apply({"params": params}, images)

@@ -31,6 +31,7 @@ from vit_jax.models.matmul import einsum_f32, matmul_f32
 
 Dtype = Any
 Implementation = Literal["auto", "xla", "cudnn", "explicit"]
+IMPLEMENTATIONS = ("auto", "xla", "cudnn", "explicit")
 
 
 def explicit_attention(
@@ -97,6 +98,11 @@ class SelfAttention(nn.Module):
     @nn.compact
     def __call__(self, x: jax.Array, *, deterministic: bool = True) -> jax.Array:
         batch, length, width = x.shape
+        if self.implementation not in IMPLEMENTATIONS:
+            raise ValueError(
+                f"Unknown attention implementation {self.implementation!r}; expected one of "
+                f"{IMPLEMENTATIONS}."
+            )
         if width % self.num_heads:
             raise ValueError(
                 f"hidden_size {width} is not divisible by num_heads {self.num_heads}; "

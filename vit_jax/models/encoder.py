@@ -13,7 +13,7 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
-from vit_jax.models.attention import SelfAttention
+from vit_jax.models.attention import Implementation, SelfAttention
 from vit_jax.models.matmul import dot_general_f32
 
 Dtype = Any
@@ -74,6 +74,7 @@ class EncoderBlock(nn.Module):
     dropout_rate: float = 0.0
     attention_dropout_rate: float = 0.0
     drop_path_rate: float = 0.0
+    attention_implementation: Implementation = "auto"  # See `SelfAttention`.
 
     @nn.compact
     def __call__(
@@ -88,6 +89,7 @@ class EncoderBlock(nn.Module):
             num_heads=self.num_heads,
             dtype=self.dtype,
             dropout_rate=self.attention_dropout_rate,
+            implementation=self.attention_implementation,
             name="MultiHeadDotProductAttention_1",
         )(y, deterministic=deterministic)  # [B, N, D]
         y = nn.Dropout(rate=self.dropout_rate)(y, deterministic=deterministic)
@@ -134,6 +136,7 @@ class Encoder(nn.Module):
     dtype: Dtype = jnp.float32
     remat: bool = False
     scan_layers: bool = False
+    attention_implementation: Implementation = "auto"
 
     @nn.compact
     def __call__(self, x: jax.Array, *, train: bool = False) -> jax.Array:
@@ -155,6 +158,7 @@ class Encoder(nn.Module):
             dropout_rate=self.dropout_rate,
             attention_dropout_rate=self.attention_dropout_rate,
             drop_path_rate=rate,
+            attention_implementation=self.attention_implementation,
             name=name,
         )
         rates = [self.stoch_depth * i / max(self.num_layers - 1, 1) for i in range(self.num_layers)]

@@ -21,6 +21,7 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
+from vit_jax.models.attention import Implementation
 from vit_jax.models.encoder import Encoder
 from vit_jax.models.matmul import dot_general_f32
 from vit_jax.models.resnet import resnet_stem
@@ -39,6 +40,9 @@ class VisionTransformer(nn.Module):
     (`num_layers`, `width_factor`) adds the hybrid stem, or is None. `dtype` is the compute
     dtype (parameters stay float32); `stoch_depth` the drop-path rate of the last block;
     `remat` and `scan_layers` trade compute for memory and compile time (see `Encoder`).
+    `attention_implementation` picks the attention core ("auto", "xla", "cudnn" for cuDNN
+    flash attention on NVIDIA GPUs with bfloat16/float16 compute, "explicit"; see
+    `SelfAttention`); it changes no parameter.
     """
 
     num_classes: int | None
@@ -54,6 +58,7 @@ class VisionTransformer(nn.Module):
     stoch_depth: float = 0.0
     remat: bool = False
     scan_layers: bool = False
+    attention_implementation: Implementation = "auto"
 
     def forward_features(self, inputs: jax.Array, *, train: bool) -> jax.Array:
         """Stem, patch embedding, class token and encoder: `[B, H, W, 3] -> [B, N, D]`."""
@@ -87,6 +92,7 @@ class VisionTransformer(nn.Module):
             dtype=self.dtype,
             remat=self.remat,
             scan_layers=self.scan_layers,
+            attention_implementation=self.attention_implementation,
             name="Transformer",
         )(x, train=train)  # [B, N, D]
         self.sow("intermediates", "encoded", x)
