@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from tests.models import tiny
-from vit_jax.models.matmul import einsum_f32, matmul_f32
+from vit_jax.models.matmul import _einsum_f32_low_precision_backward, einsum_f32, matmul_f32
 
 
 def _random(shape, seed):
@@ -24,10 +24,12 @@ def _random(shape, seed):
         ("bhqs,bshk->bqhk", (2, 3, 5, 7), (2, 7, 3, 4)),
     ],
 )
-def test_float32_gradient_is_jaxs_own(spec, lhs_shape, rhs_shape):
+def test_custom_backward_in_float32_is_jaxs_own_gradient(spec, lhs_shape, rhs_shape):
+    """The custom VJP's transposed einsums, checked where they must equal JAX's exactly."""
     lhs, rhs = _random(lhs_shape, 0), _random(rhs_shape, 1)
     weights = _random(jnp.einsum(spec, lhs, rhs).shape, 2)
-    ours = jax.grad(lambda a, b: jnp.sum(einsum_f32(spec, a, b) * weights), (0, 1))(lhs, rhs)
+    custom = _einsum_f32_low_precision_backward
+    ours = jax.grad(lambda a, b: jnp.sum(custom(spec, a, b) * weights), (0, 1))(lhs, rhs)
     plain = jax.grad(lambda a, b: jnp.sum(jnp.einsum(spec, a, b) * weights), (0, 1))(lhs, rhs)
     for got, want in zip(ours, plain):
         np.testing.assert_allclose(got, want, rtol=1e-6, atol=1e-6)
@@ -79,3 +81,15 @@ def test_bfloat16_training_gradient_multiplies_in_bfloat16():
 def test_unsupported_einsum_is_refused():
     with pytest.raises(ValueError, match="two-operand einsums"):
         einsum_f32("ij,jk->i", _random((2, 3), 0), _random((3, 4), 1))
+
+
+def test_float32_model_keeps_forward_mode_differentiation():
+    """Float32 takes JAX's own einsum, so `jax.jvp` still works through the model."""
+    model, image_size = tiny.build("token")
+    params = tiny.random_params(model, image_size)
+    images = tiny.random_images(image_size)
+    apply = lambda x: model.apply({"params": params}, x)
+    _, tangent = jax.jvp(apply, (images,), (jnp.ones_like(images),))
+    step = 1e-3
+    finite = (apply(images + step * jnp.ones_like(images)) - apply(images)) / step
+    np.testing.assert_allclose(tangent, finite, atol=2e-2, rtol=2e-2)

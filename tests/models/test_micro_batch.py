@@ -90,3 +90,9 @@ def test_scan_layout_parameters(token_model):
     stacked = models.stack_encoder_blocks(params)
     logits = models.micro_batched_apply(scanned, stacked, images, micro_batch=3)
     np.testing.assert_allclose(logits, expected, atol=1e-5, rtol=1e-5)
+
+
+def test_variables_dict_is_refused_with_a_hint(token_model):
+    model, params, images, _ = token_model
+    with pytest.raises(ValueError, match="not the variables dict"):
+        models.micro_batched_apply(model, {"params": params}, images)

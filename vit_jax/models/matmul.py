@@ -6,7 +6,11 @@ matmul to float32 first). Backward: JAX's own transpose of such a matmul multipl
 cotangent with a bfloat16 operand, which promotes both to float32 and runs every backward
 matmul at float32 speed (bfloat16 training was only 1.08x float32 on CPU). Here the cotangent
 is cast to the operands' dtype first, as in ordinary bfloat16 training, and the backward
-matmuls accumulate in float32 too. For float32 operands this is exactly JAX's own gradient.
+matmuls accumulate in float32 too.
+
+Float32 operands take the plain `jnp.einsum` (JAX's own gradient, which is already all
+float32, and forward-mode differentiation keeps working); only other dtypes take the custom
+VJP, which supports reverse mode (`jax.grad`, `jax.vjp`) only.
 """
 
 from __future__ import annotations
@@ -29,15 +33,21 @@ def _operand_specs(spec: str) -> tuple[str, str, str]:
     return lhs, rhs, output
 
 
-@functools.partial(jax.custom_vjp, nondiff_argnums=(0,))
 def einsum_f32(spec: str, lhs: jax.Array, rhs: jax.Array) -> jax.Array:
     """`jnp.einsum(spec, lhs, rhs)` accumulated and returned in float32; see the module."""
     _operand_specs(spec)
+    if lhs.dtype == jnp.float32 and rhs.dtype == jnp.float32:
+        return jnp.einsum(spec, lhs, rhs, preferred_element_type=jnp.float32)
+    return _einsum_f32_low_precision_backward(spec, lhs, rhs)
+
+
+@functools.partial(jax.custom_vjp, nondiff_argnums=(0,))
+def _einsum_f32_low_precision_backward(spec: str, lhs: jax.Array, rhs: jax.Array) -> jax.Array:
     return jnp.einsum(spec, lhs, rhs, preferred_element_type=jnp.float32)
 
 
 def _einsum_f32_fwd(spec, lhs, rhs):
-    return einsum_f32(spec, lhs, rhs), (lhs, rhs)
+    return _einsum_f32_low_precision_backward(spec, lhs, rhs), (lhs, rhs)
 
 
 def _einsum_f32_bwd(spec, residuals, cotangent):
@@ -53,7 +63,7 @@ def _einsum_f32_bwd(spec, residuals, cotangent):
     return d_lhs.astype(lhs.dtype), d_rhs.astype(rhs.dtype)
 
 
-einsum_f32.defvjp(_einsum_f32_fwd, _einsum_f32_bwd)
+_einsum_f32_low_precision_backward.defvjp(_einsum_f32_fwd, _einsum_f32_bwd)
 
 
 def matmul_f32(x: jax.Array, kernel: jax.Array) -> jax.Array:

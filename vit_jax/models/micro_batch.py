@@ -4,7 +4,7 @@ A CPU runs a ViT forward pass fastest when one pass's activations stay in its ca
 pixels a ViT-B/16 batch of 32 does not (its MLP activations alone are 77 MB), and it reaches
 only ~71% of the machine's matmul peak where batches of 4-8 images reach ~88%; at 384 pixels
 batch 8 drops to ~65%, batches of 1-2 images stay at ~89%. Measured on a 2-core AVX-512 VM
-with a 32 MiB L3 (benchmarks/RESULTS.md); ViT-Ti/16 at batch 32 goes from 60% to 75%.
+with a 32 MiB L3 (benchmarks/RESULTS.md); ViT-Ti/16 at batch 32 goes from 60% to 72-75%.
 `micro_batched_apply` therefore runs the batch as a loop (`lax.map`) over micro-batches of
 about `TOKENS_PER_MICRO_BATCH` tokens, compiling the model once.
 
@@ -32,7 +32,13 @@ MicroBatch = int | Literal["auto"] | None
 
 def num_tokens(params: Mapping[str, Any]) -> int:
     """Tokens per image (class token included) of the model these parameters belong to."""
-    return int(params["Transformer"]["posembed_input"]["pos_embedding"].shape[1])
+    try:
+        return int(params["Transformer"]["posembed_input"]["pos_embedding"].shape[1])
+    except (KeyError, TypeError, IndexError, AttributeError):
+        raise ValueError(
+            "micro_batched_apply takes the model's parameter tree (the 'params' collection, "
+            "with Transformer/posembed_input/pos_embedding), not the variables dict around it."
+        ) from None
 
 
 def micro_batch_size(tokens_per_image: int, micro_batch: MicroBatch = "auto") -> int | None:
