@@ -6,7 +6,7 @@ analysis) and the ratio to the matmul peak of the same dtype. bfloat16 rows also
 speed-up over float32 and the top-1 agreement with float32 on a fixed batch.
 
     python -m benchmarks.model_throughput --models ViT-B_16 --batches 8 32 [--train] [--json]
-        [--micro_batch auto none]
+        [--micro_batch auto none] [--train --accum 1 4]
 """
 
 from __future__ import annotations
@@ -17,6 +17,7 @@ import os
 import jax
 import jax.numpy as jnp
 import numpy as np
+import optax
 
 from benchmarks import common
 from vit_jax import models
@@ -57,6 +58,18 @@ def train_step_fn(model):
     return jax.jit(step, donate_argnums=(0,))
 
 
+def trainer_step_fn(model, accum_steps: int):
+    """The trainer's own step (`vit_jax.step.make_train_step`: SGD, softmax cross-entropy,
+    the batch split into `accum_steps` micro-batches) -> `(state, batch) -> (state, metrics)`."""
+    from vit_jax import losses, step
+
+    tx = optax.sgd(0.01)
+    train_step = step.make_train_step(
+        model, tx, losses.get_loss("softmax_xent"), lambda _: 0.01, accum_steps=accum_steps
+    )
+    return jax.jit(train_step, donate_argnums=(0,)), tx
+
+
 def abstract_step_args(model, batch: int, image_size: int):
     """Shapes of `train_step_fn`'s (params, images, labels), without allocating anything."""
     images = jax.ShapeDtypeStruct((batch, image_size, image_size, 3), jnp.float32)
@@ -74,11 +87,30 @@ def measure(
     peak: float,
     cores: int,
     micro_batch: models.micro_batch.MicroBatch = None,
+    accum_steps: int | None = None,
 ):
     model = models.get_model(name, num_classes=1000, dtype=dtype)
     params = random_params(model, image_size)
     images = jax.random.uniform(jax.random.key(2), (batch, image_size, image_size, 3), minval=-1)
-    if train:
+    if train and accum_steps:
+        from vit_jax.step import TrainState
+
+        labels = jax.nn.one_hot(jnp.arange(batch) % 1000, 1000)
+        # FLOPs of the plain step: XLA's cost analysis counts the accumulation loop once.
+        flops = common.compiled_flops(train_step_fn(model), params, images, labels)
+        trainer_step, tx = trainer_step_fn(model, accum_steps)
+        rng = jax.random.key_data(jax.random.key(0))
+        train_state = TrainState(jnp.zeros((), jnp.int32), params, tx.init(params), rng)
+        state = {"train": train_state}
+        batch_dict = {"image": images, "label": labels}
+
+        def run():
+            state["train"], metrics = trainer_step(state["train"], batch_dict)
+            return metrics["train_loss"]
+
+        seconds = common.time_call(run)
+        logits = None
+    elif train:
         labels = jax.nn.one_hot(jnp.arange(batch) % 1000, 1000)
         step = train_step_fn(model)
         flops = common.compiled_flops(step, params, images, labels)
@@ -103,6 +135,7 @@ def measure(
         "dtype": jnp.dtype(dtype).name,
         "batch": batch,
         "micro_batch": "-" if train else str(_resolved(micro_batch, params)),
+        "accum_steps": accum_steps if train and accum_steps else "-",
         "img_s": batch / seconds,
         "img_s_core": batch / seconds / cores,
         "gflop_per_img": flops / batch / 1e9,
@@ -131,6 +164,14 @@ def main(argv=None) -> None:
         help="Forward passes through models.micro_batched_apply: 'auto', a size, or 'none' "
         "for one model.apply over the whole batch; several values give one row each.",
     )
+    parser.add_argument(
+        "--accum",
+        nargs="+",
+        type=int,
+        default=[],
+        help="With --train, also time the trainer's own step (vit_jax.step) with the batch "
+        "split into each of these numbers of micro-batches (config.accum_steps).",
+    )
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args(argv)
 
@@ -139,9 +180,10 @@ def main(argv=None) -> None:
     rows = []
     for name in args.models:
         for batch in args.batches:
-            modes = [(False, parse_micro_batch(m)) for m in args.micro_batch]
-            modes += [(True, None)] if args.train else []
-            for train, micro_batch in modes:
+            modes = [(False, parse_micro_batch(m), None) for m in args.micro_batch]
+            modes += [(True, None, None)] if args.train else []
+            modes += [(True, None, k) for k in args.accum] if args.train else []
+            for train, micro_batch, accum_steps in modes:
                 logits_by_dtype = {}
                 for dtype in args.dtypes:
                     row, logits = measure(
@@ -153,6 +195,7 @@ def main(argv=None) -> None:
                         peaks[dtype],
                         cores,
                         micro_batch,
+                        accum_steps,
                     )
                     logits_by_dtype[dtype] = (row, logits)
                     rows.append(row)

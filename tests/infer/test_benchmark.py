@@ -50,3 +50,20 @@ def test_torch_models_match_our_architecture():
     assert sum(p.numel() for p in model.parameters()) == 5_717_416  # ViT-Ti/16, 1000 classes.
     with pytest.raises(ValueError, match="token-pooled plain ViTs"):
         torch_models(224, "R50+ViT-B_16")
+
+
+def test_throughput_benchmark_times_the_trainers_accumulating_step(capsys):
+    import json
+
+    from benchmarks import model_throughput
+
+    args = ["--models", "ViT-Ti_16", "--batches", "2", "--image_size", "32"]
+    args += ["--dtypes", "float32", "--micro_batch", "1", "--train", "--accum", "2", "--json"]
+    model_throughput.main(args)
+    rows = json.loads(capsys.readouterr().out)["rows"]
+    assert [(r["mode"], r["micro_batch"], r["accum_steps"]) for r in rows] == [
+        ("forward", "1 (1)", "-"),
+        ("train", "-", "-"),
+        ("train", "-", 2),
+    ]
+    assert all(r["img_s"] > 0 and r["gflop_per_img"] > 0 for r in rows)
