@@ -71,6 +71,11 @@ def make_train_step(
 
     def train_step(state: TrainState, batch: Batch) -> tuple[TrainState, Metrics]:
         step_rng = jax.random.fold_in(jax.random.wrap_key_data(state.rng), state.step)
+        if accum_steps == 1:  # No loop: a one-step scan measured 1.3x slower on CPU.
+            loss, grads = grad_fn(
+                state.params, batch["image"], batch["label"], jax.random.fold_in(step_rng, 0)
+            )
+            return apply_update(state, loss, constrain(grads, grad_shardings))
         micro = {
             k: constrain(split_microbatches(batch[k], accum_steps), microbatch_sharding)
             for k in ("image", "label")
@@ -91,7 +96,9 @@ def make_train_step(
         )
         loss = loss_sum / accum_steps
         grads = jax.tree.map(lambda g: g / accum_steps, grad_sum)
+        return apply_update(state, loss, grads)
 
+    def apply_update(state: TrainState, loss: jax.Array, grads: Any):
         updates, opt_state = tx.update(grads, state.opt_state, state.params)
         params = optax.apply_updates(state.params, updates)
         metrics = {
