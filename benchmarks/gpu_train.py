@@ -23,7 +23,7 @@ import jax
 import jax.numpy as jnp
 
 from benchmarks import common
-from benchmarks.model_throughput import random_params, train_step_fn
+from benchmarks.model_throughput import random_params, time_train_step
 from benchmarks.torch_compare import torch_models
 from vit_jax import models
 
@@ -35,15 +35,7 @@ def jax_step_seconds(name: str, batch: int, image_size: int, implementation: str
     params = random_params(model, image_size)
     images = jax.random.uniform(jax.random.key(2), (batch, image_size, image_size, 3), minval=-1)
     labels = jax.nn.one_hot(jnp.arange(batch) % 1000, 1000)
-    step = train_step_fn(model)
-    flops = common.compiled_flops(step, params, images, labels)
-    state = {"params": params}
-
-    def run():
-        state["params"], loss = step(state["params"], images, labels)
-        return loss
-
-    return common.time_call(run), flops
+    return time_train_step(model, params, images, labels)
 
 
 def torch_step_seconds(name: str, batch: int, image_size: int, compile_model: bool) -> float:

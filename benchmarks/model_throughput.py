@@ -58,6 +58,19 @@ def train_step_fn(model):
     return jax.jit(step, donate_argnums=(0,))
 
 
+def time_train_step(model, params, images, labels) -> tuple[float, float]:
+    """(median seconds, XLA FLOPs) of `train_step_fn(model)`, the parameters updated each call."""
+    step = train_step_fn(model)
+    flops = common.compiled_flops(step, params, images, labels)
+    state = {"params": params}
+
+    def run():
+        state["params"], loss = step(state["params"], images, labels)
+        return loss
+
+    return common.time_call(run), flops
+
+
 def trainer_step_fn(model, accum_steps: int):
     """The trainer's own step (`vit_jax.step.make_train_step`: SGD, softmax cross-entropy,
     the batch split into `accum_steps` micro-batches) -> `(state, batch) -> (state, metrics)`."""
@@ -112,15 +125,7 @@ def measure(
         logits = None
     elif train:
         labels = jax.nn.one_hot(jnp.arange(batch) % 1000, 1000)
-        step = train_step_fn(model)
-        flops = common.compiled_flops(step, params, images, labels)
-        state = {"params": params}
-
-        def run():
-            state["params"], loss = step(state["params"], images, labels)
-            return loss
-
-        seconds = common.time_call(run)
+        seconds, flops = time_train_step(model, params, images, labels)
         logits = None
     else:
         forward = forward_fn(model, micro_batch)

@@ -18,7 +18,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from benchmarks import common
-from benchmarks.model_throughput import forward_fn, random_params, train_step_fn
+from benchmarks.model_throughput import forward_fn, random_params, time_train_step
 from vit_jax import models
 
 
@@ -102,14 +102,7 @@ def jax_timings(batch: int, image_size: int) -> dict[str, float]:
     fwd = common.time_call(lambda: forward(params, images))
     jax.block_until_ready(whole(params, images))
     fwd_whole = common.time_call(lambda: whole(params, images))
-    step = train_step_fn(model)
-    state = {"params": params}
-
-    def run():
-        state["params"], loss = step(state["params"], images, labels)
-        return loss
-
-    train = common.time_call(run)
+    train, _ = time_train_step(model, params, images, labels)
     return {
         "forward_s": fwd,
         "forward_whole_batch_s": fwd_whole,
