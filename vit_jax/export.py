@@ -31,6 +31,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from vit_jax.preprocessing import EvalPreprocessing
+
 DEFAULT_PLATFORMS = ("cpu", "cuda", "tpu")
 KNOWN_PLATFORMS = ("cpu", "cuda", "rocm", "tpu")
 MAX_EMBEDDED_BYTES = 3 << 29  # 1.5 GiB: serialized modules are capped at 2 GiB.
@@ -118,6 +120,8 @@ def export_checkpoint(
             "dtype": "float32",
             "layout": "NHWC, RGB",
             "value_range": [-1.0, 1.0],
+            # How images become such inputs: the evaluation pipeline's own definition.
+            "preprocessing": EvalPreprocessing(tuple(model.image_size)).describe(),
         },
         "output": {"shape": ["batch", model.num_classes or model.config.hidden_size]},
         "platforms": list(exported.platforms),

@@ -8,7 +8,8 @@ import zlib
 
 import numpy as np
 import pytest
-from PIL import Image, JpegImagePlugin
+import tensorflow as tf
+from PIL import Image
 
 from vit_jax.inference import ImageError, images, load_image, prepare_image
 
@@ -109,18 +110,38 @@ def test_own_pixel_limit(image_dir, monkeypatch):
         load_image(image_dir / "rgb.png", 16)
 
 
-def test_large_jpegs_are_decoded_at_reduced_scale(image_dir, monkeypatch):
-    decoded = []
-    original = JpegImagePlugin.JpegImageFile.draft
+@pytest.fixture(scope="module")
+def photo_dataset(tmp_path_factory):
+    """An image folder whose test split is one 500x375 photo-like JPEG."""
+    root = tmp_path_factory.mktemp("folder")
+    rng = np.random.default_rng(0)
+    y, x = np.mgrid[0:375, 0:500]
+    photo = np.stack([x * 0.4, y * 0.6, (x + y) * 0.2], -1) + rng.normal(0, 20, (375, 500, 3))
+    photo = np.clip(photo, 0, 255).astype(np.uint8)
+    for split, cls in (("train", "a"), ("train", "b"), ("test", "a")):
+        (root / split / cls).mkdir(parents=True, exist_ok=True)
+        Image.fromarray(photo).save(root / split / cls / "photo.jpg", quality=90)
+    return str(root), str(tmp_path_factory.mktemp("tfds"))
 
-    def spy(self, mode, size):
-        result = original(self, mode, size)
-        decoded.append(self.size)
-        return result
 
-    monkeypatch.setattr(JpegImagePlugin.JpegImageFile, "draft", spy)
-    load_image(image_dir / "photo.jpg", 16)
-    assert decoded == [(75, 63)]  # 600x500 at 1/8 scale, still >= 16 on both sides.
+@pytest.mark.parametrize("crop", [224, 640])  # Down-scale and up-scale.
+def test_predictor_input_equals_the_evaluation_input(photo_dataset, crop):
+    import jax
+
+    from vit_jax import data
+
+    root, tfds_dir = photo_dataset
+    cfg = data.default_config()
+    cfg.update(dataset=root, tfds_data_dir=tfds_dir, batch=8, batch_eval=8)
+    cfg.pp.crop = crop
+    mesh = jax.make_mesh((8,), ("data",))
+    batch = next(iter(data.make_eval_iterator(cfg, mesh, ("data",))))
+    evaluated = np.asarray(batch["image"])[0]  # [crop, crop, 3]
+    path = f"{root}/test/a/photo.jpg"
+    np.testing.assert_allclose(load_image(path, crop), evaluated, atol=1e-6)
+    # Already decoded pixels (uint8 arrays, PIL images) take the same resize.
+    pixels = tf.io.decode_jpeg(open(path, "rb").read()).numpy()  # As evaluation decodes.
+    np.testing.assert_allclose(prepare_image(pixels, crop), evaluated, atol=1e-6)
 
 
 def test_exif_orientation_is_applied(tmp_path):

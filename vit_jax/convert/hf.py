@@ -28,6 +28,7 @@ from vit_jax.convert.rules import (
     ConversionError,
     Entry,
 )
+from vit_jax.preprocessing import EvalPreprocessing
 
 WEIGHTS = "model.safetensors"
 CONFIG = "config.json"
@@ -143,18 +144,8 @@ def config_json(
 
 
 def preprocessor_json(image_size: tuple[int, int]) -> dict[str, Any]:
-    """Resize to the model's resolution and scale pixels to [-1, 1], as our input pipeline does."""
-    return {
-        "image_processor_type": "ViTImageProcessor",
-        "do_resize": True,
-        "size": {"height": image_size[0], "width": image_size[1]},
-        "resample": 2,  # PIL bilinear.
-        "do_rescale": True,
-        "rescale_factor": 1 / 255,
-        "do_normalize": True,
-        "image_mean": [0.5, 0.5, 0.5],
-        "image_std": [0.5, 0.5, 0.5],
-    }
+    """HF's image processor for our evaluation preprocessing at the model's resolution."""
+    return EvalPreprocessing(tuple(image_size)).hf_image_processor()
 
 
 def read_config(directory: str) -> dict[str, Any]:

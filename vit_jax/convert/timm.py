@@ -35,6 +35,7 @@ from vit_jax.convert.rules import (
     Entry,
 )
 from vit_jax.models import WIDTHS
+from vit_jax.preprocessing import EvalPreprocessing
 
 WEIGHTS = "model.safetensors"
 CONFIG = "config.json"
@@ -222,13 +223,8 @@ def config_json(
     else:
         first_conv = "patch_embed.backbone.conv"
     pretrained_cfg: dict[str, Any] = {
-        "input_size": [3, *image_size],
+        **EvalPreprocessing(tuple(image_size)).timm_data_config(),
         "fixed_input_size": True,
-        "interpolation": "bilinear",
-        "crop_pct": 1.0,
-        "crop_mode": "center",
-        "mean": [0.5, 0.5, 0.5],
-        "std": [0.5, 0.5, 0.5],
         "num_classes": args["num_classes"],
         "first_conv": first_conv,
         "classifier": "head",

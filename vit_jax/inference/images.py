@@ -1,28 +1,35 @@
 """Loading images for the model: any PIL-readable file or URL -> `[H, W, 3]` float32 in [-1, 1].
 
-The image is converted to RGB (grayscale replicated, alpha composited onto white, 16-bit
-grayscale scaled from its full range) and resized to the model's resolution without cropping,
-as the evaluation pipeline does. Large JPEGs are decoded at a reduced scale (PIL's `draft`)
-and other formats are shrunk with `reduce` before the bilinear resize, so memory stays bounded
-by the file's own size; images over `MAX_PIXELS` are refused.
+Pixels go through the evaluation pipeline's own preprocessing (`vit_jax.preprocessing`: the
+same TensorFlow decode, bilinear resize and value range), so a served prediction sees exactly
+the input that the reported test accuracy saw. PIL reads the header first (format, size,
+EXIF), so oversized files (over `MAX_PIXELS`) are refused before anything is decoded. Images
+the evaluation decoder reads as they are (8-bit RGB or grayscale JPEG, PNG, GIF, BMP) take
+its path from the bytes; the others are decoded by PIL first and then take the same resize:
+EXIF-rotated photos are turned upright, transparent pixels become white, CMYK, palette and
+other modes become RGB, and 16-bit grayscale keeps its full range.
 """
 
 from __future__ import annotations
 
+import functools
 import io
 import os
 import warnings
 from collections.abc import Sequence
 
 import numpy as np
+import tensorflow as tf
 from PIL import Image, ImageOps, UnidentifiedImageError
 
 from vit_jax.inference.errors import ImageError
 from vit_jax.inference.sources import is_url, read_bytes
+from vit_jax.preprocessing import EvalPreprocessing
 
 MAX_PIXELS = 200_000_000  # Refused beyond this (PIL's own decompression-bomb limit is lower).
 MAX_DOWNLOAD_BYTES = 256 * 2**20
-REDUCING_GAP = 3.0  # Shrink by whole factors first while the result stays >= 3x the target.
+_SAME_AS_EVAL_FORMATS = ("JPEG", "PNG", "GIF", "BMP")  # tf.io.decode_image reads these.
+_EXIF_ORIENTATION = 0x0112
 _HIGH_DEPTH_SCALE = {"F": 1.0}  # Single-channel float images are taken to be in [0, 1].
 
 Size = int | Sequence[int]
@@ -45,20 +52,19 @@ def load_image(source: str | os.PathLike | Image.Image, size: Size) -> np.ndarra
         return prepare_image(source, size)
     name = os.fspath(source)
     target = _hw(size)
-    if is_url(name):
-        f = io.BytesIO(read_bytes(name, MAX_DOWNLOAD_BYTES, "Image", ImageError))
-    else:
-        f = name
     with warnings.catch_warnings():
         # Sizes are checked below; PIL's warning for images over ~89 MP is noise here.
         warnings.simplefilter("ignore", Image.DecompressionBombWarning)
         try:
-            with Image.open(f) as image:
+            if is_url(name):
+                data = read_bytes(name, MAX_DOWNLOAD_BYTES, "Image", ImageError)
+            else:
+                with open(name, "rb") as f:
+                    data = f.read()
+            with Image.open(io.BytesIO(data)) as image:
                 _check_pixels(image, name)
-                # JPEG only: decode at 1/2, 1/4 or 1/8 scale while staying >= the target size
-                # (the larger side on both axes, in case EXIF rotation swaps them).
-                side = max(target)
-                image.draft(None, (side, side))
+                if _decoded_as_in_evaluation(image):
+                    return _from_encoded(data, target, name)
                 image = ImageOps.exif_transpose(image)  # A rotated or plain decoded copy.
                 return prepare_image(image, target, name=name)
         except ImageError:
@@ -106,16 +112,47 @@ def prepare_image(image: Image.Image | np.ndarray, size: Size, name: str = "imag
         image = _from_array(image, name)
     height, width = _hw(size)
     if image.mode in _HIGH_DEPTH_SCALE or image.mode.startswith("I"):
-        # 16/32-bit integer or float grayscale: resize in float, never truncate to 8 bits.
+        # 16/32-bit integer or float grayscale: resize in float, never truncate to 8 bits
+        # (the evaluation decoder reads 8 bits only).
         scale = _HIGH_DEPTH_SCALE.get(image.mode, 65535.0)
         gray = image.convert("F").resize((width, height), Image.Resampling.BILINEAR)
         gray = np.clip(np.asarray(gray, np.float32) / scale, 0.0, 1.0)  # [h, w]
         pixels = np.repeat(gray[..., None], 3, axis=-1) * 2.0 - 1.0  # [h, w, 3]
         return pixels.astype(np.float32)
-    rgb = _to_rgb(image)
-    rgb = rgb.resize((width, height), Image.Resampling.BILINEAR, reducing_gap=REDUCING_GAP)
-    pixels = np.asarray(rgb, np.float32)  # [h, w, 3] in 0..255
-    return pixels / 127.5 - 1.0
+    pixels = np.asarray(_to_rgb(image), np.uint8)  # [H, W, 3]
+    return _evaluation_ops((height, width), encoded=False)(pixels).numpy()
+
+
+def _decoded_as_in_evaluation(image: Image.Image) -> bool:
+    """True when the evaluation decoder gives the same RGB pixels as PIL would."""
+    orientation = image.getexif().get(_EXIF_ORIENTATION, 1)
+    return (
+        image.format in _SAME_AS_EVAL_FORMATS
+        and image.mode in ("RGB", "L")
+        and "transparency" not in image.info
+        and orientation == 1
+    )
+
+
+def _from_encoded(data: bytes, size: tuple[int, int], name: str) -> np.ndarray:
+    try:
+        return _evaluation_ops(size, encoded=True)(tf.constant(data)).numpy()
+    except tf.errors.OpError as e:
+        detail = (e.message or str(e)).strip().splitlines()[-1]
+        raise ImageError(
+            f"Image {name} is corrupt or truncated ({detail}). Re-download or re-export it."
+        ) from None
+
+
+@functools.lru_cache(maxsize=16)
+def _evaluation_ops(size: tuple[int, int], encoded: bool):
+    """The evaluation preprocessing at `size`, from encoded bytes or from uint8 RGB pixels."""
+    from vit_jax.data import pp  # TensorFlow, imported on first use.
+
+    definition = EvalPreprocessing(size)
+    op = pp.parse(definition.ops() if encoded else definition.image_ops())
+    spec = tf.TensorSpec([], tf.string) if encoded else tf.TensorSpec([None, None, 3], tf.uint8)
+    return tf.function(lambda x: op({"image": x})["image"], input_signature=[spec])
 
 
 def _to_rgb(image: Image.Image) -> Image.Image:

@@ -12,6 +12,7 @@ import ml_collections
 
 from vit_jax.data.config import Augmentation
 from vit_jax.data.errors import DataError
+from vit_jax.preprocessing import EvalPreprocessing
 
 
 def label_op(num_classes: int, label_smoothing: float, multi_label: bool) -> str:
@@ -43,12 +44,8 @@ def test_ops(crop: int, num_classes: int, pp: ml_collections.ConfigDict) -> str:
     """`pp.test_ops` if set, else the default evaluation op string (never smoothed)."""
     if pp.test_ops:
         return pp.test_ops
-    resize = (
-        f"resize_small({round(crop * 8 / 7)})|central_crop({crop})"
-        if pp.central_crop
-        else f"resize({crop})"
-    )
-    return f"decode|{resize}|value_range(-1, 1)|onehot({num_classes})"
+    image_ops = EvalPreprocessing((crop, crop), central_crop=pp.central_crop).ops()
+    return f"{image_ops}|onehot({num_classes})"
 
 
 def _check_custom(pp: ml_collections.ConfigDict, aug: Augmentation) -> None:
