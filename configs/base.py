@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import ml_collections
 
-from vit_jax import models
+from vit_jax import data, models
 
 # Model fields beyond the published model configs, with the values the published models use.
 MODEL_EXTRAS = {
@@ -43,28 +43,11 @@ def get_config() -> ml_collections.ConfigDict:
     # Model and initialisation.
     config.model = model_config("ViT-B_16")  # VisionTransformer fields; classes come from data.
     config.pretrained_dir = "gs://vit_models/imagenet21k"  # Has <model_name>.npz; '' = scratch.
-    config.seed = 0  # Initialisation, dropout and data order.
     config.save_npz = ""  # File in the workdir for the final params (published layout); ''=none.
 
-    # Data (read by vit_jax.data; see its docstring).
-    config.dataset = "cifar10"  # TFDS name, image-folder path, or 'digits' (offline).
-    config.tfds_data_dir = ml_collections.config_dict.placeholder(str)  # None = TFDS default.
-    config.tfds_manual_dir = ml_collections.config_dict.placeholder(str)  # Manual downloads.
-    config.batch = 512  # Global training batch, over all devices and accum_steps.
-    config.batch_eval = 512  # Global evaluation batch.
-    config.shuffle_buffer = 50_000  # Training examples shuffled at once.
-    config.prefetch = 2  # Batches prepared ahead on the devices.
-    config.pp = ml_collections.ConfigDict()  # Preprocessing.
-    config.pp.train = ""  # Training split; '' = the dataset's preset (e.g. 'train[:98%]').
-    config.pp.test = ""  # Evaluation split; '' = the dataset's preset.
-    config.pp.crop = 0  # Image size fed to the model; 0 = the dataset's preset (384).
-    config.pp.train_ops = ""  # Custom training ops 'decode|...'; '' = inception crop + flip.
-    config.pp.test_ops = ""  # Custom evaluation ops; '' = resize to crop.
-    config.pp.aug = "none"  # AugReg RandAugment+mixup recipe: none, light1 ... strong2.
-    config.pp.mixup_alpha = 0.0  # Mixup alpha; > 0 overrides the recipe's.
-    config.pp.label_smoothing = 0.0  # Label smoothing of the training targets.
-    config.pp.multi_label = False  # k-hot targets, for datasets with several labels per image.
-    config.pp.central_crop = False  # Evaluate on a central crop (ImageNet style), not a resize.
+    # Data and the run's seed: dataset, batch sizes, prefetch, seed, pp.* (splits, crop, ops,
+    # augmentation). Each key is defined once, with its meaning, in vit_jax/data/config.py.
+    config.update(data.default_config())  # Keeps the typed placeholders (tfds_data_dir).
 
     # Optimisation.
     config.total_steps = 10_000  # Training steps (optimizer updates).

@@ -47,7 +47,6 @@ def get_config() -> ml_collections.ConfigDict:
     config.dataset = "digits"
     config.batch = 128
     config.batch_eval = 360
-    config.shuffle_buffer = 2_000
     config.pp.crop = IMAGE_SIZE
     config.pp.train_ops = train_ops(IMAGE_SIZE)
     config.pp.test_ops = test_ops(IMAGE_SIZE)

@@ -29,7 +29,6 @@ def get_config() -> ml_collections.ConfigDict:
     config.pp.crop = 224
     config.batch = 4096
     config.batch_eval = 4096
-    config.shuffle_buffer = 250_000
 
     config.total_steps = EPOCHS * TRAIN_IMAGES // config.batch
     config.loss = "sigmoid_xent"

@@ -128,9 +128,10 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> Train
     """
     mesh = sharding.make_mesh(config.mesh)
     check_config(config, mesh)
-    trainer = Trainer(config, mesh, data.get_dataset_info(config))
-    train_iter = data.make_train_iterator(config, mesh, sharding.DATA_AXES)
-    eval_iter = data.make_eval_iterator(config, mesh, sharding.DATA_AXES)
+    dataset = data.open_dataset(config)  # Once: the trainer and both iterators share it.
+    trainer = Trainer(config, mesh, dataset.info)
+    train_iter = data.make_train_iterator(config, mesh, sharding.DATA_AXES, dataset=dataset)
+    eval_iter = data.make_eval_iterator(config, mesh, sharding.DATA_AXES, dataset=dataset)
     os.makedirs(workdir, exist_ok=True)
     checkpoints = TrainCheckpointer(
         os.path.join(os.path.abspath(workdir), CHECKPOINT_DIR), keep=config.keep_checkpoints

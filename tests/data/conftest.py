@@ -19,16 +19,16 @@ def digits_dir(tmp_path_factory) -> str:
     """A TFDS data dir with the digits dataset prepared once for the whole session."""
     path = str(tmp_path_factory.mktemp("tfds_digits"))
     cfg = data.default_config()
-    cfg.tfds_data_dir = path
+    cfg.dataset, cfg.tfds_data_dir = "digits", path
     data.get_dataset_info(cfg)  # Prepares digits.
     return path
 
 
 def _make_config(data_dir: str | None = None, **overrides) -> ml_collections.ConfigDict:
-    """The default data config with small batches; `pp__crop=16` sets `pp.crop`."""
+    """The default data config on digits, small batches; `pp__crop=16` sets `pp.crop`."""
     cfg = data.default_config()
-    cfg.tfds_data_dir = data_dir
-    cfg.batch, cfg.batch_eval, cfg.shuffle_buffer, cfg.prefetch = 16, 64, 64, 1
+    cfg.dataset, cfg.tfds_data_dir = "digits", data_dir
+    cfg.batch, cfg.batch_eval, cfg.prefetch = 16, 64, 1
     for key, value in overrides.items():
         node, *rest = key.split("__")
         if rest:

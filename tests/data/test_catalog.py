@@ -4,9 +4,12 @@ from __future__ import annotations
 
 import os
 import time
+import types
 
+import numpy as np
 import pytest
 import tensorflow_datasets as tfds
+from tensorflow_datasets.core.file_adapters import FileFormat
 
 from vit_jax import data
 from vit_jax.data.config import resolve_augmentation
@@ -69,23 +72,49 @@ def test_augreg_recipes_and_mixup_override(make_config):
 
 @pytest.fixture
 def cifar10_metadata(tmp_path) -> str:
-    """TFDS metadata (no data) for cifar10, as `tfds.testing.mock_data` reads it."""
+    """TFDS metadata (no data files) for cifar10 prepared as ArrayRecord."""
     builder = tfds.builder("cifar10", data_dir=str(tmp_path))
     splits = [
         tfds.core.SplitInfo(name=n, shard_lengths=[c], num_bytes=0, filename_template=None)
         for n, c in [("train", 50_000), ("test", 10_000)]
     ]
     builder.info.set_splits(tfds.core.SplitDict(splits))
+    builder.info.set_file_format(FileFormat.ARRAY_RECORD, override=True)
     os.makedirs(builder.data_dir)
     builder.info.write_to_directory(builder.data_dir)
     return str(tmp_path)
 
 
-def test_cifar10_preset_with_mock_data(cifar10_metadata, make_config, mesh):
+class _FakeRecords:
+    """Serialized cifar10-shaped examples (random pixels, label = index % 10) by index."""
+
+    def __init__(self, features, num_examples: int):
+        self._features, self._n = features, num_examples
+
+    def __len__(self) -> int:
+        return self._n
+
+    def __getitems__(self, indices):
+        rng = np.random.default_rng(0)
+        return [
+            self._features.serialize_example(
+                {
+                    "id": f"train_{i}",
+                    "image": rng.integers(0, 256, (32, 32, 3), dtype=np.uint8),
+                    "label": i % 10,
+                }
+            )
+            for i in indices
+        ]
+
+
+def test_cifar10_preset_reads_array_record_data_sources(cifar10_metadata, make_config, mesh):
+    def as_data_source(builder, split, **kwargs):
+        n = builder.info.splits[split].num_examples
+        return types.SimpleNamespace(data_source=_FakeRecords(builder.info.features, n))
+
     cfg = make_config(cifar10_metadata, dataset="cifar10", pp__crop=24, pp__aug="light2")
-    with tfds.testing.mock_data(
-        num_examples=40, policy=tfds.testing.MockPolicy.USE_FILES, data_dir=cifar10_metadata
-    ):
+    with tfds.testing.mock_data(as_data_source_fn=as_data_source, data_dir=cifar10_metadata):
         info = data.get_dataset_info(cfg)
         batch = next(data.make_train_iterator(cfg, mesh))
     assert (info.num_classes, info.num_train_examples, info.num_eval_examples) == (
@@ -94,3 +123,22 @@ def test_cifar10_preset_with_mock_data(cifar10_metadata, make_config, mesh):
         10_000,
     )
     assert batch["image"].shape == (16, 24, 24, 3) and batch["label"].shape == (16, 10)
+
+
+def test_datasets_prepared_as_tfrecord_say_how_to_convert(tmp_path, make_config):
+    builder = tfds.builder("cifar10", data_dir=str(tmp_path))
+    builder.info.set_splits(
+        tfds.core.SplitDict(
+            [
+                tfds.core.SplitInfo(
+                    name="train", shard_lengths=[5], num_bytes=0, filename_template=None
+                )
+            ]
+        )
+    )
+    builder.info.set_file_format(FileFormat.TFRECORD, override=True)
+    os.makedirs(builder.data_dir)
+    builder.info.write_to_directory(builder.data_dir)
+    with pytest.raises(data.DatasetNotPreparedError, match="tfds convert_format") as err:
+        data.get_dataset_info(make_config(str(tmp_path), dataset="cifar10"))
+    assert "--out_file_format=array_record" in str(err.value)

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import types
 from collections.abc import Sequence
 
 import jax
@@ -75,19 +76,24 @@ class TrainIterator:
 
 @dataclasses.dataclass
 class SyntheticData:
-    """Has the three functions of `vit_jax.data` that the trainer calls."""
+    """Has the functions of `vit_jax.data` that the trainer calls."""
 
     nan_at: int | None = None  # 1-based step whose batch is NaN.
     DataError = data.DataError
 
-    def get_dataset_info(self, config) -> data.DatasetInfo:
+    def open_dataset(self, config) -> types.SimpleNamespace:
         del config
-        return INFO
+        return types.SimpleNamespace(info=INFO)
 
-    def make_train_iterator(self, config, mesh, data_axes) -> TrainIterator:
+    def get_dataset_info(self, config) -> data.DatasetInfo:
+        return self.open_dataset(config).info
+
+    def make_train_iterator(self, config, mesh, data_axes, dataset=None) -> TrainIterator:
         return TrainIterator(config, mesh, data_axes, self.nan_at)
 
-    def make_eval_iterator(self, config, mesh, data_axes) -> list[dict[str, jax.Array]]:
+    def make_eval_iterator(
+        self, config, mesh, data_axes, dataset=None
+    ) -> list[dict[str, jax.Array]]:
         """`NUM_EVAL` examples in batches of `batch_eval`, the last one padded (mask 0)."""
         sharding = NamedSharding(mesh, PartitionSpec(tuple(data_axes)))
         batches = []

@@ -8,6 +8,7 @@ import os
 import signal
 import subprocess
 import sys
+from unittest import mock
 
 import jax
 import numpy as np
@@ -17,6 +18,7 @@ from configs import digits_finetune
 from tests.train import tiny_config
 from tests.train.conftest import REPO_ROOT, child_env
 from vit_jax import checkpoint, metrics, sharding
+from vit_jax.data import dataset as data_dataset
 from vit_jax.train import CHECKPOINT_DIR, train_and_evaluate
 from vit_jax.trainer import Trainer
 
@@ -28,11 +30,24 @@ def digits_run(tmp_path_factory):
     config = tiny_config.get_config()
     config.update(total_steps=40, eval_every=20, checkpoint_every=20, save_npz="tiny.npz")
     config.model.model_name = "tiny"
-    return config, workdir, train_and_evaluate(config, workdir)
+    original, opened = data_dataset.open_source, []
+
+    def counting_open_source(cfg):
+        opened.append(cfg.dataset)
+        return original(cfg)
+
+    with mock.patch.object(data_dataset, "open_source", counting_open_source):
+        result = train_and_evaluate(config, workdir)
+    return config, workdir, result, opened
+
+
+def test_the_dataset_is_opened_once_per_run(digits_run):
+    *_, opened = digits_run
+    assert opened == ["digits"]  # The trainer and both iterators share one opened dataset.
 
 
 def test_digits_run_writes_metrics_checkpoints_and_npz(digits_run):
-    _, workdir, result = digits_run
+    _, workdir, result, _ = digits_run
     assert result.step == 40 and not result.preempted
     assert result.eval_metrics["test_accuracy"] > 0.3  # 10 classes; 40 tiny steps.
     assert sorted(result.train_losses) == list(range(1, 41))
@@ -56,7 +71,7 @@ def test_digits_run_writes_metrics_checkpoints_and_npz(digits_run):
 
 def test_finetune_from_npz_at_another_resolution(digits_run, tmp_path):
     """12 px instead of 8: position embeddings resized 2x2 -> 3x3, head from scratch."""
-    _, workdir, result = digits_run
+    _, workdir, result, _ = digits_run
     config = tiny_config.shrink(digits_finetune.get_config(workdir), image_size=12)
     config.model.model_name = "tiny"  # Loads <workdir>/tiny.npz.
     config.update(total_steps=10, eval_every=0)
@@ -129,7 +144,7 @@ def test_workdir_params_read_back_for_conversion(digits_run, tmp_path):
     from vit_jax.checkpoint import layout, train_state
     from vit_jax.convert import convert
 
-    _, workdir, result = digits_run
+    _, workdir, result, _ = digits_run
     final = layout.flatten(checkpoint.load(result.npz_path))
     from_workdir = layout.flatten(train_state.load_params(workdir))
     assert from_workdir.keys() == final.keys()

@@ -18,7 +18,6 @@ def shrink(config: ml_collections.ConfigDict, image_size: int = IMAGE_SIZE):
     config.model.transformer.update(num_layers=1, mlp_dim=32, num_heads=2)
     config.batch = 16
     config.batch_eval = 360
-    config.shuffle_buffer = 200
     config.pp.crop = image_size
     config.pp.train_ops = digits.train_ops(image_size)
     config.pp.test_ops = digits.test_ops(image_size)

@@ -1,9 +1,10 @@
 """Turns `config.dataset` into a prepared TFDS builder, or fails fast saying what to do.
 
-Project datasets (the digits builder and image folders) are prepared on first use, offline.
-Every other dataset must already be prepared in `tfds_data_dir`: we check for its files
-before anything could start a download, because TFDS's downloader retries for minutes and
-can hang forever when the network does not answer.
+Project datasets (the digits builder and image folders) are prepared on first use, offline,
+as ArrayRecord. Every other dataset must already be prepared in `tfds_data_dir`, as
+ArrayRecord (random access is what keeps the saved data position a few integers): we check
+for its files before anything could start a download, because TFDS's downloader retries for
+minutes and can hang forever when the network does not answer.
 """
 
 from __future__ import annotations
@@ -11,6 +12,7 @@ from __future__ import annotations
 import os
 
 import tensorflow_datasets as tfds
+from tensorflow_datasets.core.file_adapters import FileFormat
 
 from vit_jax.data.digits import Digits
 from vit_jax.data.errors import DatasetNotPreparedError, unknown_name_error
@@ -35,7 +37,8 @@ def _prepare(builder: tfds.core.DatasetBuilder, manual_dir: str | None) -> None:
         builder.download_and_prepare(
             download_config=tfds.download.DownloadConfig(
                 manual_dir=manual_dir, try_download_gcs=False
-            )
+            ),
+            file_format=FileFormat.ARRAY_RECORD,
         )
 
 
@@ -50,7 +53,8 @@ def _not_prepared(
     where = data_dir or "TFDS's default data dir (TFDS_DATA_DIR or ~/tensorflow_datasets)"
     if in_catalogue:
         how = (
-            f"On a machine with internet access run `tfds build {name} --data_dir=<dir>`, "
+            f"On a machine with internet access run `tfds build {name} --data_dir=<dir> "
+            "--file_format=array_record`, "
             f"then copy <dir>/{name} into the tfds_data_dir of this machine."
         )
     else:
@@ -96,4 +100,18 @@ def find_builder(
         raise unknown_name_error("dataset", dataset, names) from None
     if not builder.is_prepared():
         raise _not_prepared(tfds_name, str(builder.data_path), data_dir, preset, manual_dir)
+    if FileFormat.ARRAY_RECORD not in builder.info.available_file_formats():
+        raise _not_array_record(tfds_name, builder)
     return builder, preset
+
+
+def _not_array_record(name: str, builder: tfds.core.DatasetBuilder) -> DatasetNotPreparedError:
+    have = ", ".join(sorted(f.value for f in builder.info.available_file_formats())) or "unknown"
+    return DatasetNotPreparedError(
+        f"Dataset {name!r} in {builder.data_path} is prepared as {have}, but vit_jax reads "
+        "ArrayRecord: random access lets every checkpoint save the data position as a few "
+        "integers instead of a shuffle buffer. Convert it once, in place (the existing files "
+        f"stay): `tfds convert_format --dataset_version_dir={builder.data_path} "
+        "--out_file_format=array_record`, or rebuild it with `tfds build "
+        f"{name} --file_format=array_record`."
+    )

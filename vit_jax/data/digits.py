@@ -36,9 +36,10 @@ class Digits(tfds.core.GeneratorBasedBuilder):
 
     # TFDS derives this through `importlib_resources`, which Python >= 3.9 no longer ships.
     code_path = epath.Path(__file__)
-    VERSION = tfds.core.Version("1.0.0")
+    VERSION = tfds.core.Version("1.1.0")
     RELEASE_NOTES: ClassVar[dict[str, str]] = {
-        "1.0.0": "sklearn.datasets.load_digits, stratified 1437/360 split."
+        "1.1.0": "Prepared as ArrayRecord (random access).",
+        "1.0.0": "sklearn.datasets.load_digits, stratified 1437/360 split.",
     }
 
     def _info(self) -> tfds.core.DatasetInfo:

@@ -1,7 +1,8 @@
 """Your own images as a TFDS dataset: `<root>/{train,test}/<class>/*.jpg|png`.
 
-Unlike `tfds.ImageFolder`, this is prepared into TFRecords, so subsplits like `train[:90%]`,
-per-process slicing and file shuffling work as for any catalogue dataset. Every file is
+Unlike `tfds.ImageFolder`, this is prepared into ArrayRecord files, so subsplits like
+`train[:90%]` and random access (global shuffling, per-process index ranges) work as for any
+catalogue dataset. Every file is
 decoded once at preparation and unreadable files are listed by name. The cache lives in
 `<tfds_data_dir>/vit_image_folder/<name>_<fingerprint>/`, where the fingerprint covers the
 root path and every file's name, size and modification time: adding or editing images
@@ -77,9 +78,10 @@ class ImageFolder(tfds.core.GeneratorBasedBuilder):
     name = "vit_image_folder"
     # TFDS derives this through `importlib_resources`, which Python >= 3.9 no longer ships.
     code_path = epath.Path(__file__)
-    VERSION = tfds.core.Version("1.0.0")
+    VERSION = tfds.core.Version("1.1.0")
     RELEASE_NOTES: ClassVar[dict[str, str]] = {
-        "1.0.0": "Class-per-folder images, validated at preparation."
+        "1.1.0": "Prepared as ArrayRecord (random access).",
+        "1.0.0": "Class-per-folder images, validated at preparation.",
     }
 
     def __init__(self, root: str, **kwargs):

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import collections
-import io
-from collections.abc import Iterator, Sequence
+import json
+import os
+from collections.abc import Callable, Iterator, Sequence
+from typing import Any
 
 import jax
 import ml_collections
@@ -13,7 +15,8 @@ import tensorflow as tf
 from jax.sharding import Mesh, NamedSharding
 
 from vit_jax.data import pipeline
-from vit_jax.data.info import resolve_settings
+from vit_jax.data.dataset import Dataset, open_dataset
+from vit_jax.data.errors import DataError
 from vit_jax.data.sharding import batch_sharding, local_rows, to_global
 
 Batch = dict[str, jax.Array]
@@ -28,80 +31,160 @@ def _to_numpy(batch: dict[str, tf.Tensor]) -> HostBatch:
 class TrainIterator:
     """Endless global batches with `prefetch` batches in flight to the devices.
 
-    `save(path)` / `restore(path)` persist the exact position: the tf.data iterator state
-    (shuffle buffer included) plus the batches already taken from it but not yet handed
-    out, so a restored iterator continues with exactly the batch an uninterrupted one
-    would have returned next.
+    The data position is the index of the next batch to hand out (`vit_jax.data.order`):
+    `save(path)` writes it with what it depends on (dataset, split size, global batch, seed)
+    as a few hundred bytes of JSON, whatever the dataset, the images or the number of
+    processes; `restore(path)` checks those and restarts the pipeline at that batch.
     """
 
-    def __init__(
-        self, dataset: tf.data.Dataset, sharding: NamedSharding, global_batch: int, prefetch: int
-    ):
+    def __init__(self, dataset: Dataset, sharding: NamedSharding, global_batch: int, prefetch: int):
         self._dataset = dataset
         self._sharding = sharding
         self._global_batch = global_batch
         self._prefetch = max(0, prefetch)
-        self._tf_iter = iter(dataset)
-        # Host copies stay with the device arrays so that `save` can write them out.
-        self._queue: collections.deque[tuple[HostBatch, Batch]] = collections.deque()
+        self._local, self._shard_index, _ = local_rows(global_batch, sharding, "config.batch")
+        self._queue: collections.deque[Batch] = collections.deque()
+        self._start(0)
+
+    def _start(self, batch_index: int) -> None:
+        ds = pipeline.train_dataset(
+            self._dataset,
+            global_batch=self._global_batch,
+            local_batch=self._local,
+            shard_index=self._shard_index,
+            start_batch=batch_index,
+        )
+        self._tf_iter = iter(ds)
+        self._queue.clear()
+        self._next_batch = batch_index  # Of the next batch `__next__` returns.
+        self._fetched = batch_index  # Of the next batch read from tf.data.
 
     def __iter__(self) -> TrainIterator:
         return self
 
-    def _enqueue(self, host: HostBatch) -> None:
-        self._queue.append((host, to_global(host, self._sharding, self._global_batch)))
-
     def __next__(self) -> Batch:
         while len(self._queue) <= self._prefetch:
-            self._enqueue(_to_numpy(next(self._tf_iter)))
-        return self._queue.popleft()[1]
+            host = _read_batch(self._tf_iter, f"training batch {self._fetched}", self._diagnose)
+            self._queue.append(to_global(host, self._sharding, self._global_batch))
+            self._fetched += 1
+        self._next_batch += 1
+        return self._queue.popleft()
 
-    @staticmethod
-    def _prefix(path: str) -> str:
-        return f"{path}-process{jax.process_index()}"
+    def _diagnose(self) -> str:
+        """Which example of the batch being read is unreadable, if one is."""
+        d = self._dataset
+        indices = pipeline.train_indices(
+            d, self._fetched, self._global_batch, self._local, self._shard_index
+        )
+        return pipeline.find_undecodable(d.source, d.train_records, d.train_split, indices)
+
+    def state(self) -> dict[str, Any]:
+        """The data position and what it is valid for."""
+        return {
+            "format": POSITION_FORMAT,
+            "next_batch": self._next_batch,
+            **_stream_identity(self._dataset, self._global_batch),
+        }
 
     def save(self, path: str) -> None:
-        """Writes `<path>-process<i>.*` for this process (local paths or gs://)."""
-        prefix = self._prefix(path)
-        tf.train.Checkpoint(iterator=self._tf_iter).write(prefix)
-        pending = {
-            f"{i}/{k}": v for i, (host, _) in enumerate(self._queue) for k, v in host.items()
-        }
-        buf = io.BytesIO()
-        np.savez(buf, num_pending=len(self._queue), **pending)
-        with tf.io.gfile.GFile(f"{prefix}.pending.npz", "wb") as f:
-            f.write(buf.getvalue())
+        """Writes `<path>.json` (process 0; the position is the same on every process)."""
+        if jax.process_index() == 0:
+            tf.io.gfile.makedirs(os.path.dirname(path) or ".")
+            with tf.io.gfile.GFile(f"{path}.json", "w") as f:
+                json.dump(self.state(), f, indent=1)
 
     def restore(self, path: str) -> None:
-        """Continues from the position written by `save(path)`."""
-        prefix = self._prefix(path)
-        tf.train.Checkpoint(iterator=self._tf_iter).read(prefix).assert_consumed()
-        with tf.io.gfile.GFile(f"{prefix}.pending.npz", "rb") as f:
-            saved = np.load(io.BytesIO(f.read()))
-            pending = [
-                {k.split("/", 1)[1]: saved[k] for k in saved.files if k.startswith(f"{i}/")}
-                for i in range(int(saved["num_pending"]))
-            ]
-        self._queue.clear()
-        for host in pending:
-            self._enqueue(host)
+        """Continues from the position written by `save(path)`.
+
+        Raises DataError, changing nothing, when the dataset, the training split, its size,
+        the global batch or the seed differ from the saved run's.
+        """
+        saved = _read_position(path)
+        now = _stream_identity(self._dataset, self._global_batch)
+        changed = [
+            f"{key}: {saved.get(key)!r} -> {value!r}"
+            for key, value in now.items()
+            if saved.get(key) != value
+        ]
+        if changed:
+            raise DataError(
+                "The data settings differ from those of the saved run ("
+                + "; ".join(changed)
+                + "), so its data position does not apply: the examples it has already "
+                "seen could not be told from the rest. Resume with the original dataset, "
+                "split, batch and seed, or start afresh in another workdir."
+            )
+        self._start(int(saved["next_batch"]))
+
+
+POSITION_FORMAT = 2  # 1 was the tf.data iterator state of each process (shuffle buffer included).
+
+
+def _stream_identity(dataset: Dataset, global_batch: int) -> dict[str, Any]:
+    """What the meaning of a batch index depends on."""
+    return {
+        "dataset": dataset.source.name,
+        "train_split": dataset.train_split,
+        "num_train_examples": len(dataset.train_records),
+        "batch": global_batch,
+        "seed": dataset.seed,
+    }
+
+
+def _read_position(path: str) -> dict[str, Any]:
+    file = f"{path}.json"
+    if not tf.io.gfile.exists(file):
+        older = tf.io.gfile.glob(f"{path}-process*")
+        why = (
+            "it was written by an earlier vit_jax, which saved tf.data's iterator state "
+            "(shuffle buffer included) instead of a batch index"
+            if older
+            else "the file is missing"
+        )
+        raise DataError(
+            f"No data position in {file}: {why}. Resume it with the vit_jax version that wrote "
+            "it, or start afresh in another workdir (e.g. fine-tune from its .npz)."
+        )
+    with tf.io.gfile.GFile(file) as f:
+        try:
+            saved = json.load(f)
+        except json.JSONDecodeError as e:
+            raise DataError(f"The data position {file} is not valid JSON ({e}).") from e
+    if saved.get("format") != POSITION_FORMAT or not isinstance(saved.get("next_batch"), int):
+        raise DataError(f"{file} is not a vit_jax data position (format {POSITION_FORMAT}).")
+    return saved
+
+
+def _read_batch(
+    tf_iter: Iterator[dict[str, tf.Tensor]], what: str, diagnose: Callable[[], str]
+) -> HostBatch:
+    """The next batch as NumPy; tf.data failures become a DataError naming the example."""
+    try:
+        batch = next(tf_iter)
+    except tf.errors.OpError as e:
+        culprit = diagnose()
+        if culprit:
+            raise DataError(
+                f"Reading {what} failed: {culprit}. Remove or replace that image and prepare "
+                "the dataset again (image folders are re-prepared when their files change)."
+            ) from None
+        first = (e.message or str(e)).strip().splitlines()[-1]
+        raise DataError(f"Reading {what} failed: {first}") from None
+    return _to_numpy(batch)
 
 
 class EvalIterator:
     """One pass over the whole eval split per `iter()`, padded, with a 'mask' field [B]."""
 
-    def __init__(
-        self,
-        dataset: tf.data.Dataset,
-        sharding: NamedSharding,
-        global_batch: int,
-        num_batches: int,
-        prefetch: int,
-    ):
+    def __init__(self, dataset: Dataset, sharding: NamedSharding, global_batch: int, prefetch: int):
+        local, shard_index, _ = local_rows(global_batch, sharding, "config.batch_eval")
+        self._tf_dataset = pipeline.eval_dataset(
+            dataset, global_batch=global_batch, local_batch=local, shard_index=shard_index
+        )
         self._dataset = dataset
         self._sharding = sharding
         self._global_batch = global_batch
-        self._num_batches = num_batches
+        self._num_batches = pipeline.eval_batches(dataset, global_batch)
         self._prefetch = max(0, prefetch)
 
     def __len__(self) -> int:
@@ -109,39 +192,41 @@ class EvalIterator:
 
     def __iter__(self) -> Iterator[Batch]:
         queue: collections.deque[Batch] = collections.deque()
-        for batch in self._dataset:
-            queue.append(to_global(_to_numpy(batch), self._sharding, self._global_batch))
+        tf_iter = iter(self._tf_dataset)
+        d = self._dataset
+        diagnose = lambda: pipeline.find_undecodable(
+            d.source, d.test_records, d.test_split, list(range(len(d.test_records)))
+        )
+        for i in range(self._num_batches):
+            host = _read_batch(tf_iter, f"evaluation batch {i}", diagnose)
+            queue.append(to_global(host, self._sharding, self._global_batch))
             if len(queue) > self._prefetch:
                 yield queue.popleft()
         yield from queue
 
 
 def make_train_iterator(
-    config: ml_collections.ConfigDict, mesh: Mesh, data_axes: Sequence[str] = DATA_AXES
+    config: ml_collections.ConfigDict,
+    mesh: Mesh,
+    data_axes: Sequence[str] = DATA_AXES,
+    dataset: Dataset | None = None,
 ) -> TrainIterator:
-    """Endless {'image': [B, H, W, 3] f32 in [-1, 1], 'label': [B, N] f32}, B = config.batch."""
-    settings = resolve_settings(config)
+    """Endless {'image': [B, H, W, 3] f32 in [-1, 1], 'label': [B, N] f32}, B = config.batch.
+
+    Pass the run's `dataset` (`open_dataset(config)`) to avoid opening it again.
+    """
+    dataset = dataset or open_dataset(config)
     sharding = batch_sharding(mesh, data_axes)
-    local, shard_index, shard_count = local_rows(config.batch, sharding, "config.batch")
-    ds = pipeline.train_dataset(
-        settings, config, local_batch=local, shard_index=shard_index, shard_count=shard_count
-    )
-    return TrainIterator(ds, sharding, config.batch, config.prefetch)
+    return TrainIterator(dataset, sharding, config.batch, config.prefetch)
 
 
 def make_eval_iterator(
-    config: ml_collections.ConfigDict, mesh: Mesh, data_axes: Sequence[str] = DATA_AXES
+    config: ml_collections.ConfigDict,
+    mesh: Mesh,
+    data_axes: Sequence[str] = DATA_AXES,
+    dataset: Dataset | None = None,
 ) -> EvalIterator:
     """The test split once per pass: batches of config.batch_eval with a 'mask' [B] f32."""
-    settings = resolve_settings(config)
+    dataset = dataset or open_dataset(config)
     sharding = batch_sharding(mesh, data_axes)
-    local, shard_index, shard_count = local_rows(config.batch_eval, sharding, "config.batch_eval")
-    num_batches = pipeline.eval_batches(settings, local, shard_count)
-    ds = pipeline.eval_dataset(
-        settings,
-        local_batch=local,
-        num_batches=num_batches,
-        shard_index=shard_index,
-        shard_count=shard_count,
-    )
-    return EvalIterator(ds, sharding, config.batch_eval, num_batches, config.prefetch)
+    return EvalIterator(dataset, sharding, config.batch_eval, config.prefetch)

@@ -1,43 +1,115 @@
-"""Per-process tf.data pipelines: one shard of a split, preprocessed and batched.
+"""Per-process tf.data pipelines: this process's rows of each global batch, preprocessed.
 
-The shard (`shard_index` of `shard_count`) is an explicit argument, so tests can build the
-pipelines of several simulated processes in one. All randomness is stateless and derived
-from `config.seed`, the shard and each element's position in the stream, which makes two
-runs identical and lets a tf.data checkpoint resume exactly.
+Positions come from `vit_jax.data.order`; the records at those positions are read by random
+access and parsed, then the op string preprocesses each example with its own seed, derived
+from `config.seed` and the example's position. Nothing depends on what came before in the
+stream, so a pipeline started at any batch gives exactly the batches an uninterrupted one
+gives from there: the data position is the batch index, not tf.data's internal state.
 """
 
 from __future__ import annotations
 
-import ml_collections
+import numpy as np
 import tensorflow as tf
 
-from vit_jax.data import pp
+from vit_jax.data import order, pp
+from vit_jax.data.dataset import Dataset
 from vit_jax.data.errors import DataError
-from vit_jax.data.info import Settings
 from vit_jax.data.pp.mixup import mixup
+from vit_jax.data.sources import Records, Source
 
 # Streams of randomness, kept apart by folding a different constant into the seed.
 _EXAMPLE_RNG, _MIXUP_RNG = 1, 2
+_READ_CHUNK = 32  # Records fetched per call into Python; amortises its overhead.
+POSITION_KEY = "_position"  # Stream position of each example, kept until preprocessing.
 
 
-def _seed(seed: int, shard_index: int, stream: int) -> tf.Tensor:
-    return tf.constant([seed, shard_index * 16 + stream], tf.int64)  # [2]
+def _seed(seed: int, stream: int) -> tf.Tensor:
+    return tf.constant([seed, stream], tf.int64)  # [2]
 
 
-def _with_rng(ds: tf.data.Dataset, base: tf.Tensor) -> tf.data.Dataset:
-    """Adds each example's own seed `_rng` = fold_in(base, position in the stream)."""
+class UnreadableRecordError(DataError):
+    """A record that cannot be read or parsed; the message names it."""
 
-    def add(i: tf.Tensor, ex: dict) -> dict:
-        return {**ex, pp.RNG_KEY: tf.random.experimental.stateless_fold_in(base, i)}
 
-    return ds.enumerate().map(add)
+def _reader(records: Records, split: str, source_name: str):
+    """`read(indices [n] int64) -> serialized records [n]`, in Python (random access)."""
+
+    def read(indices: np.ndarray) -> np.ndarray:
+        try:
+            return np.array(records.__getitems__(indices.tolist()), dtype=object)
+        except Exception as e:  # array_record raises plain RuntimeErrors for bad files.
+            raise UnreadableRecordError(
+                f"Cannot read records {indices.tolist()} of {source_name} {split!r}: {e}"
+            ) from e
+
+    return read
+
+
+def read_examples(
+    source: Source, records: Records, split: str, positions: tf.data.Dataset, to_index
+) -> tf.data.Dataset:
+    """Positions -> {'image': bytes, 'label': ..., POSITION_KEY: int64} in the same order.
+
+    `to_index(position) -> example index` (int64 scalars) maps stream positions to records.
+    """
+    read = _reader(records, split, source.name)
+
+    def fetch(position: tf.Tensor, index: tf.Tensor) -> dict[str, tf.Tensor]:  # Both [n].
+        serialized = tf.numpy_function(read, [index], tf.string, stateful=False)
+        serialized.set_shape(position.shape)
+        return {"serialized": serialized, POSITION_KEY: position}
+
+    ds = positions.map(lambda p: (p, to_index(p))).batch(_READ_CHUNK)
+    ds = ds.map(fetch, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
+    return ds.unbatch().map(
+        lambda ex: {**source.parse(ex["serialized"]), POSITION_KEY: ex[POSITION_KEY]},
+        num_parallel_calls=tf.data.AUTOTUNE,
+        deterministic=True,
+    )
+
+
+def find_undecodable(source: Source, records: Records, split: str, indices: list[int]) -> str:
+    """Names the first of `indices` whose record cannot be read, parsed or decoded ('' if none).
+
+    Run eagerly after a pipeline failure: tf.data's own errors do not say which example.
+    """
+    for index in indices:
+        try:
+            raw = records.__getitems__([index])[0]
+            image = source.parse(tf.constant(raw))["image"]
+            tf.io.decode_image(image, channels=3, expand_animations=False)
+        except Exception as e:  # Whatever the reader, parser or decoder raise.
+            detail = (getattr(e, "message", None) or str(e)).strip().splitlines()[0]
+            return f"example {index} of {source.name} split {split!r} is unreadable ({detail})"
+    return ""
+
+
+def train_indices(
+    dataset: Dataset, batch_index: int, global_batch: int, local_batch: int, shard_index: int
+) -> list[int]:
+    """The example indices of this process's rows of training batch `batch_index`."""
+    first = batch_index * global_batch + shard_index * local_batch
+    n = len(dataset.train_records)
+    return [
+        int(order.example_index(tf.constant(p, tf.int64), n, dataset.seed))
+        for p in range(first, first + local_batch)
+    ]
 
 
 def _preprocess(
-    ds: tf.data.Dataset, ops: str, crop: int, num_classes: int, kind: str
+    ds: tf.data.Dataset, ops: str, crop: int, num_classes: int, kind: str, seed: int
 ) -> tf.data.Dataset:
     """Maps the `ops` string over `ds`, checking it gives image [crop, crop, 3], label [N]."""
-    ds = ds.map(pp.parse(ops), num_parallel_calls=tf.data.AUTOTUNE)
+    op = pp.parse(ops)
+    base = _seed(seed, _EXAMPLE_RNG)
+
+    def apply(ex: dict[str, tf.Tensor]) -> dict[str, tf.Tensor]:
+        ex = dict(ex)
+        position = ex.pop(POSITION_KEY)
+        return op({**ex, pp.RNG_KEY: tf.random.experimental.stateless_fold_in(base, position)})
+
+    ds = ds.map(apply, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
     spec = ds.element_spec  # Checked here, in Python: errors raised inside map get wrapped.
     if "image" not in spec or "label" not in spec:
         raise DataError(f"pp.{kind}_ops {ops!r} must produce 'image' and 'label'.")
@@ -62,54 +134,62 @@ def _options(ds: tf.data.Dataset) -> tf.data.Dataset:
 
 
 def train_dataset(
-    settings: Settings,
-    config: ml_collections.ConfigDict,
-    *,
-    local_batch: int,
-    shard_index: int,
-    shard_count: int,
+    dataset: Dataset, *, global_batch: int, local_batch: int, shard_index: int, start_batch: int
 ) -> tf.data.Dataset:
-    """Endless shuffled batches {'image': [b, H, W, 3], 'label': [b, N]} of one shard."""
-    src = settings.source
-    ds = src.read(settings.train_split, shard_index, shard_count, train=True, seed=config.seed)
-    if config.shuffle_buffer > 1:
-        ds = ds.shuffle(config.shuffle_buffer, seed=config.seed, reshuffle_each_iteration=True)
-    # Shuffling before repeating keeps epochs whole: each example once per epoch, which
-    # matters for small fine-tuning sets (a buffer larger than the data would otherwise mix
-    # copies from many epochs).
-    ds = ds.repeat()
-    ds = _with_rng(ds, _seed(config.seed, shard_index, _EXAMPLE_RNG))
-    ds = _preprocess(ds, settings.train_ops, settings.crop, src.num_classes, "train")
+    """Endless batches {'image': [b, H, W, 3], 'label': [b, N]} of this process's rows,
+    from global batch `start_batch` on."""
+    num_examples, seed = len(dataset.train_records), dataset.seed
+    if num_examples == 0:
+        raise DataError(
+            f"Training split {dataset.train_split!r} of {dataset.source.name} is empty."
+        )
+    positions = order.local_positions(
+        start_batch, global_batch, shard_index * local_batch, local_batch, num_batches=None
+    )
+    ds = read_examples(
+        dataset.source,
+        dataset.train_records,
+        dataset.train_split,
+        positions,
+        lambda p: order.example_index(p, num_examples, seed),
+    )
+    ds = _preprocess(ds, dataset.train_ops, dataset.crop, dataset.source.num_classes, "train", seed)
     ds = ds.batch(local_batch, drop_remainder=True)
-    if settings.mixup_alpha > 0:
-        base = _seed(config.seed, shard_index, _MIXUP_RNG)
-        alpha = settings.mixup_alpha
-        ds = ds.enumerate().map(
+    if dataset.mixup_alpha > 0:
+        # Mixing pairs rows within this process's part of the batch, keyed by the batch index.
+        base = _seed(seed, shard_index * 16 + _MIXUP_RNG)
+        alpha = dataset.mixup_alpha
+        ds = ds.enumerate(start=start_batch).map(
             lambda i, b: mixup(b, tf.random.experimental.stateless_fold_in(base, i), alpha)
         )
     return _options(ds.prefetch(tf.data.AUTOTUNE))
 
 
-def eval_batches(settings: Settings, local_batch: int, shard_count: int) -> int:
-    """Batches every process must run: enough for the largest shard of the test split."""
-    counts = [
-        settings.source.num_examples(settings.test_split, i, shard_count)
-        for i in range(shard_count)
-    ]
-    return -(-max(counts) // local_batch)  # ceil
+def eval_batches(dataset: Dataset, global_batch: int) -> int:
+    """Batches of one pass over the test split: ceil(N / B), the same on every process."""
+    return -(-len(dataset.test_records) // global_batch)
 
 
 def eval_dataset(
-    settings: Settings, *, local_batch: int, num_batches: int, shard_index: int, shard_count: int
+    dataset: Dataset, *, global_batch: int, local_batch: int, shard_index: int
 ) -> tf.data.Dataset:
-    """`num_batches` batches of one shard of the test split, padded, with a 'mask' [b]."""
-    src = settings.source
-    ds = src.read(settings.test_split, shard_index, shard_count, train=False, seed=0)
-    ds = _with_rng(ds, _seed(0, shard_index, _EXAMPLE_RNG))
-    ds = _preprocess(ds, settings.test_ops, settings.crop, src.num_classes, "test")
+    """This process's rows of every eval batch, padded, with a 'mask' [b]."""
+    num_examples = len(dataset.test_records)
+    num_batches = eval_batches(dataset, global_batch)
+    row_offset = shard_index * local_batch
+    valid = order.valid_eval_rows(num_examples, global_batch, row_offset, local_batch)
+    positions = order.local_positions(0, global_batch, row_offset, local_batch, num_batches)
+    ds = read_examples(
+        dataset.source,
+        dataset.test_records,
+        dataset.test_split,
+        positions.take(valid),
+        lambda p: p,  # Evaluation reads the split in order.
+    )
+    ds = _preprocess(ds, dataset.test_ops, dataset.crop, dataset.source.num_classes, "test", 0)
     ds = ds.map(lambda ex: {**ex, "mask": tf.constant(1.0)})
     # Every process runs the same number of batches (collectives would hang otherwise), so
-    # shorter shards and the last batch are topped up with all-zero examples of mask 0.
+    # its rows past the end of the split are all-zero examples of mask 0.
     zeros = tf.nest.map_structure(lambda s: tf.zeros(s.shape, s.dtype), ds.element_spec)
     ds = ds.concatenate(tf.data.Dataset.from_tensors(zeros).repeat())
     ds = ds.take(num_batches * local_batch).batch(local_batch, drop_remainder=True)

@@ -1,23 +1,38 @@
-"""Where examples come from: a uniform view of TFDS datasets and raw sharded TFRecords.
+"""Where examples come from: random access to the records of a split.
 
-A `Source` reads one shard of a split (the pipeline passes the shard of the current
-process; tests pass any shard explicitly to simulate several processes) as a tf.data
-stream of `{'image': encoded bytes, 'label': int64 [] or [k]}`, and knows the class names
-and example counts that the pipeline and the trainer need.
+A `Source` hands out `Records` for a split: `len()` and `read(indices)`, the serialized
+records at those positions, in any order. Random access is what makes the data position a
+few integers (see `vit_jax.data.order`): the pipeline asks for the examples it needs and
+never holds a shuffle buffer. TFDS datasets are read from their ArrayRecord files
+(`tfds.data_sources`); `arrayrecord:<dir>` reads JFT-style sharded ArrayRecord files
+(`vit_jax.data.records`). `parse(serialized)` turns a record into
+`{'image': encoded bytes, 'label': int64 [] or [k]}` with TensorFlow ops, so it runs in
+tf.data's parallel threads.
 """
 
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Sequence
 from typing import Protocol
 
 import ml_collections
 import tensorflow as tf
 import tensorflow_datasets as tfds
 
-from vit_jax.data import catalog, tfrecords
+from vit_jax.data import catalog, records
 from vit_jax.data.errors import DataError
 from vit_jax.data.presets import DatasetPreset
+
+Example = dict[str, tf.Tensor]
+
+
+class Records(Protocol):
+    """The serialized records of one split, by position 0 .. len - 1."""
+
+    def __len__(self) -> int: ...
+
+    def __getitems__(self, indices: Sequence[int]) -> Sequence[bytes]: ...
 
 
 class Source(Protocol):
@@ -27,23 +42,16 @@ class Source(Protocol):
     multi_label: bool  # Several labels per image (the label is an int64 vector).
     defaults: DatasetPreset  # Default splits and crop.
 
-    def num_examples(self, split: str, shard_index: int = 0, shard_count: int = 1) -> int:
-        """Examples in `split` (e.g. 'train[:98%]') that shard `shard_index` reads."""
+    def records(self, split: str) -> Records:
+        """Random access to `split` (e.g. 'train[:98%]')."""
 
-    def read(
-        self, split: str, shard_index: int, shard_count: int, *, train: bool, seed: int
-    ) -> tf.data.Dataset:
-        """One shard of `split`; `train` shuffles the file order (seeded) each epoch."""
-
-
-def process_split(split: str, shard_index: int, shard_count: int) -> str:
-    """The part of a TFDS split that one of `shard_count` readers gets (disjoint, covering)."""
-    return tfds.split_for_jax_process(split, process_index=shard_index, process_count=shard_count)
+    def parse(self, serialized: tf.Tensor) -> Example:
+        """One serialized record -> {'image': tf.string [], 'label': int64 [] or [k]}."""
 
 
 @dataclasses.dataclass
 class TfdsSource:
-    """A prepared TFDS dataset with an `image` feature and a class-label feature."""
+    """A TFDS dataset prepared as ArrayRecord, with an `image` and a class-label feature."""
 
     builder: tfds.core.DatasetBuilder
     defaults: DatasetPreset
@@ -80,36 +88,28 @@ class TfdsSource:
             multi_label=multi,
         )
 
-    def num_examples(self, split: str, shard_index: int = 0, shard_count: int = 1) -> int:
+    def records(self, split: str) -> Records:
         try:
-            return self.builder.info.splits[
-                process_split(split, shard_index, shard_count)
-            ].num_examples
-        except (KeyError, ValueError) as e:
+            source = self.builder.as_data_source(
+                split, deserialize_method=tfds.decode.DeserializeMethod.RAW_BYTES
+            )
+        except (KeyError, ValueError, AssertionError) as e:
             have = ", ".join(self.builder.info.splits) or "none recorded"
             raise DataError(f"Split {split!r} not in {self.name!r} (splits: {have}): {e}") from e
+        return source.data_source  # array_record's reader: __len__ and __getitems__.
 
-    def read(
-        self, split: str, shard_index: int, shard_count: int, *, train: bool, seed: int
-    ) -> tf.data.Dataset:
-        ds = self.builder.as_dataset(
-            split=process_split(split, shard_index, shard_count),
-            shuffle_files=train,
+    def parse(self, serialized: tf.Tensor) -> Example:
+        example = self.builder.info.features.deserialize_example(
+            serialized,
             decoders={"image": tfds.decode.SkipDecoding()},  # The pp string decodes.
-            read_config=tfds.ReadConfig(
-                shuffle_seed=seed,
-                # In-memory caching would put whole datasets into iterator checkpoints.
-                try_autocache=False,
-                skip_prefetch=True,
-            ),
         )
-        return ds.map(lambda ex: {"image": ex["image"], "label": ex[self.label_key]})
+        return {"image": example["image"], "label": example[self.label_key]}
 
 
 def open_source(config: ml_collections.ConfigDict) -> Source:
-    """The source named by `config.dataset` (TFDS name, preset, digits, path or tfrecord:)."""
-    if config.dataset.startswith(tfrecords.PREFIX):
-        return tfrecords.TfrecordSource.open(config.dataset[len(tfrecords.PREFIX) :])
+    """The source named by `config.dataset` (TFDS name, preset, digits, path, arrayrecord:)."""
+    if config.dataset.startswith(records.PREFIXES):
+        return records.ShardedSource.open(config.dataset)
     builder, preset = catalog.find_builder(
         config.dataset, config.tfds_data_dir, config.tfds_manual_dir
     )

@@ -1,0 +1,58 @@
+"""Which example each position of the training stream holds, and which rows a process reads.
+
+The training stream is endless: position g holds example `perm_e(g mod N)` of the N training
+examples, where e = g div N is the epoch and `perm_e` a pseudo-random permutation of
+0..N-1 keyed by (seed, e) (`tf.random.experimental.index_shuffle`: a bijection computed per
+index, nothing materialised). So every example comes exactly once per epoch, the shuffle is
+global, and it differs per epoch and per seed.
+
+Global batch b holds positions b*B .. b*B + B - 1, laid over the mesh's data shards in order:
+the process whose rows of the batch are r0 .. r0 + L - 1 reads positions b*B + r0 .. and
+nothing else. Per-example randomness comes from (seed, position), so a batch is the same
+whichever process reads it, and the whole data position of a run is one integer: the index of
+the next global batch. It does not depend on the number of processes either: a run resumed
+on another number of hosts continues with exactly the examples it would have seen.
+"""
+
+from __future__ import annotations
+
+import tensorflow as tf
+
+# Keeps the permutation's keys apart from the per-example random streams of the pipeline.
+_PERMUTATION_STREAM = 7
+
+
+def local_positions(
+    start_batch: int, global_batch: int, row_offset: int, rows: int, num_batches: int | None
+) -> tf.data.Dataset:
+    """Stream positions (int64) of this process's rows of batches start_batch, start_batch + 1...
+
+    `num_batches` None means endless.
+    """
+    first = start_batch * rows
+    stop = tf.int64.max if num_batches is None else first + num_batches * rows
+
+    def position(k: tf.Tensor) -> tf.Tensor:
+        return (k // rows) * global_batch + row_offset + k % rows
+
+    return tf.data.Dataset.range(first, stop).map(position)
+
+
+def example_index(position: tf.Tensor, num_examples: int, seed: int) -> tf.Tensor:
+    """A stream position (int64 scalar) -> the index of the example it holds."""
+    n = tf.constant(num_examples, tf.int64)
+    epoch = position // n
+    key = tf.stack([tf.constant(seed, tf.int64), epoch * 16 + _PERMUTATION_STREAM])  # [2]
+    return tf.random.experimental.index_shuffle(position % n, seed=key, max_index=n - 1)
+
+
+def valid_eval_rows(num_examples: int, global_batch: int, row_offset: int, rows: int) -> int:
+    """How many of this process's rows of the ceil(N / B) eval batches hold an example.
+
+    Eval position p is example p (no shuffle); positions >= N are padding. A process's
+    positions increase with its row count, so its valid rows are a prefix.
+    """
+    num_batches = -(-num_examples // global_batch)
+    return sum(
+        min(max(num_examples - b * global_batch - row_offset, 0), rows) for b in range(num_batches)
+    )
