@@ -94,18 +94,14 @@ class _FakeRecords:
     def __len__(self) -> int:
         return self._n
 
-    def __getitems__(self, indices):
-        rng = np.random.default_rng(0)
-        return [
-            self._features.serialize_example(
-                {
-                    "id": f"train_{i}",
-                    "image": rng.integers(0, 256, (32, 32, 3), dtype=np.uint8),
-                    "label": i % 10,
-                }
-            )
-            for i in indices
-        ]
+    def __getitem__(self, i: int) -> bytes:
+        rng = np.random.default_rng(i)
+        example = {
+            "id": f"train_{i}",
+            "image": rng.integers(0, 256, (32, 32, 3), dtype=np.uint8),
+            "label": i % 10,
+        }
+        return self._features.serialize_example(example)  # TFDS's own serializer.
 
 
 def test_cifar10_preset_reads_array_record_data_sources(cifar10_metadata, make_config, mesh):

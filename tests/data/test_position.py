@@ -16,10 +16,9 @@ from vit_jax.data import order, records
 
 
 def _order(num_examples: int, seed: int, epochs: int) -> np.ndarray:
-    positions = tf.data.Dataset.range(num_examples * epochs).map(
-        lambda p: order.example_index(p, num_examples, seed)
-    )
-    return np.fromiter(positions.as_numpy_iterator(), np.int64).reshape(epochs, num_examples)
+    positions = tf.range(num_examples * epochs, dtype=tf.int64)
+    indices = order.example_indices(positions, num_examples, seed).numpy()
+    return indices.reshape(epochs, num_examples)
 
 
 def test_every_example_once_per_epoch_global_shuffle_new_each_epoch_and_seed():

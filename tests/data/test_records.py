@@ -41,8 +41,9 @@ def record_dir(tmp_path_factory) -> str:
 
 def _ids(source, split: str) -> list[int]:
     split_records = source.records(split)
-    raw = split_records.__getitems__(list(range(len(split_records))))
-    return [int(tf.io.decode_png(source.parse(tf.constant(r))["image"])[0, 0, 0]) for r in raw]
+    raw = [split_records[i] for i in range(len(split_records))]
+    images = source.parse(tf.constant(raw))["image"]
+    return [int(tf.io.decode_png(image)[0, 0, 0]) for image in images]
 
 
 def test_random_access_over_all_shards_in_order(record_dir):

@@ -45,6 +45,7 @@ class Dataset:
             )
         aug = resolve_augmentation(pp)
         self.source: Source = source
+        self.name: str = config.dataset  # As configured: a preset, TFDS name, path or prefix.
         self.seed = int(config.seed)
         self.train_split = pp.train or source.defaults.train
         self.test_split = pp.test or source.defaults.test

@@ -123,7 +123,7 @@ POSITION_FORMAT = 2  # 1 was the tf.data iterator state of each process (shuffle
 def _stream_identity(dataset: Dataset, global_batch: int) -> dict[str, Any]:
     """What the meaning of a batch index depends on."""
     return {
-        "dataset": dataset.source.name,
+        "dataset": dataset.name,
         "train_split": dataset.train_split,
         "num_train_examples": len(dataset.train_records),
         "batch": global_batch,

@@ -23,27 +23,36 @@ _PERMUTATION_STREAM = 7
 
 
 def local_positions(
-    start_batch: int, global_batch: int, row_offset: int, rows: int, num_batches: int | None
+    start_batch: int,
+    global_batch: int,
+    row_offset: int,
+    rows: int,
+    count: int | None,
+    chunk: int,
 ) -> tf.data.Dataset:
-    """Stream positions (int64) of this process's rows of batches start_batch, start_batch + 1...
+    """This process's stream positions from batch `start_batch` on, in vectors of `chunk`.
 
-    `num_batches` None means endless.
+    The process owns rows row_offset .. row_offset + rows - 1 of every global batch; `count`
+    positions in all (None: endless). Vectors, not scalars, because tf.data's per-element
+    overhead is tens of microseconds.
     """
     first = start_batch * rows
-    stop = tf.int64.max if num_batches is None else first + num_batches * rows
+    stop = tf.int64.max if count is None else first + count
 
-    def position(k: tf.Tensor) -> tf.Tensor:
+    def positions(c: tf.Tensor) -> tf.Tensor:  # [<= chunk] int64
+        k = tf.range(c, tf.minimum(c + chunk, stop))
         return (k // rows) * global_batch + row_offset + k % rows
 
-    return tf.data.Dataset.range(first, stop).map(position)
+    return tf.data.Dataset.range(first, stop, chunk).map(positions)
 
 
-def example_index(position: tf.Tensor, num_examples: int, seed: int) -> tf.Tensor:
-    """A stream position (int64 scalar) -> the index of the example it holds."""
+def example_indices(positions: tf.Tensor, num_examples: int, seed: int) -> tf.Tensor:
+    """Stream positions [n] int64 -> the indices [n] of the examples they hold."""
     n = tf.constant(num_examples, tf.int64)
-    epoch = position // n
-    key = tf.stack([tf.constant(seed, tf.int64), epoch * 16 + _PERMUTATION_STREAM])  # [2]
-    return tf.random.experimental.index_shuffle(position % n, seed=key, max_index=n - 1)
+    epoch = positions // n  # [n]
+    fill = lambda value: tf.fill(tf.shape(epoch), tf.constant(value, tf.int64))
+    keys = tf.stack([fill(seed), epoch, fill(_PERMUTATION_STREAM)], axis=-1)  # [n, 3]
+    return tf.raw_ops.RandomIndexShuffle(index=positions % n, seed=keys, max_index=n - 1)
 
 
 def valid_eval_rows(num_examples: int, global_batch: int, row_offset: int, rows: int) -> int:

@@ -177,15 +177,17 @@ class ShardedSource:
         return source
 
     def parse(self, serialized: tf.Tensor) -> dict[str, tf.Tensor]:
-        ex = tf.io.parse_single_example(
+        ex = tf.io.parse_example(
             serialized,
             {
                 "image": tf.io.FixedLenFeature([], tf.string),
                 "labels": tf.io.VarLenFeature(tf.int64),
             },
         )
-        labels = tf.sparse.to_dense(ex["labels"])  # [k]
-        return {"image": ex["image"], "label": labels if self.multi_label else labels[0]}
+        if self.multi_label:  # Unbatches into [k] vectors.
+            return {"image": ex["image"], "label": tf.RaggedTensor.from_sparse(ex["labels"])}
+        # Single-label: every example has exactly one.
+        return {"image": ex["image"], "label": tf.sparse.to_dense(ex["labels"])[:, 0]}
 
 
 def main(argv: list[str] | None = None) -> int:

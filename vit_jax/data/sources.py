@@ -1,7 +1,7 @@
 """Where examples come from: random access to the records of a split.
 
-A `Source` hands out `Records` for a split: `len()` and `read(indices)`, the serialized
-records at those positions, in any order. Random access is what makes the data position a
+A `Source` hands out `Records` for a split: `len()` and `records[i]`, the serialized record
+at any position, in any order. Random access is what makes the data position a
 few integers (see `vit_jax.data.order`): the pipeline asks for the examples it needs and
 never holds a shuffle buffer. TFDS datasets are read from their ArrayRecord files
 (`tfds.data_sources`); `arrayrecord:<dir>` reads JFT-style sharded ArrayRecord files
@@ -13,7 +13,6 @@ tf.data's parallel threads.
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Sequence
 from typing import Protocol
 
 import ml_collections
@@ -32,7 +31,7 @@ class Records(Protocol):
 
     def __len__(self) -> int: ...
 
-    def __getitems__(self, indices: Sequence[int]) -> Sequence[bytes]: ...
+    def __getitem__(self, index: int) -> bytes: ...
 
 
 class Source(Protocol):
@@ -46,7 +45,8 @@ class Source(Protocol):
         """Random access to `split` (e.g. 'train[:98%]')."""
 
     def parse(self, serialized: tf.Tensor) -> Example:
-        """One serialized record -> {'image': tf.string [], 'label': int64 [] or [k]}."""
+        """Serialized records [n] -> {'image': tf.string [n], 'label': int64 [n] or ragged
+        [n, (k)]}."""
 
 
 @dataclasses.dataclass
@@ -99,11 +99,26 @@ class TfdsSource:
         return source.data_source  # array_record's reader: __len__ and __getitems__.
 
     def parse(self, serialized: tf.Tensor) -> Example:
-        example = self.builder.info.features.deserialize_example(
-            serialized,
-            decoders={"image": tfds.decode.SkipDecoding()},  # The pp string decodes.
-        )
-        return {"image": example["image"], "label": example[self.label_key]}
+        # TFDS stores an Image as its encoded bytes and a ClassLabel as int64 under the
+        # feature's name; parsing only these two, a vector at a time, is what keeps reads
+        # cheap (the pp string decodes).
+        return parse_image_and_labels(serialized, "image", self.label_key, self.multi_label)
+
+
+def parse_image_and_labels(
+    serialized: tf.Tensor, image_key: str, label_key: str, multi_label: bool
+) -> Example:
+    """tf.train.Examples [n] -> {'image': [n] bytes, 'label': [n] or ragged [n, (k)] int64}."""
+    label_spec = (
+        tf.io.VarLenFeature(tf.int64) if multi_label else tf.io.FixedLenFeature([], tf.int64)
+    )
+    ex = tf.io.parse_example(
+        serialized, {image_key: tf.io.FixedLenFeature([], tf.string), label_key: label_spec}
+    )
+    label = ex[label_key]
+    if multi_label:
+        label = tf.RaggedTensor.from_sparse(label)  # Unbatches into [k] vectors.
+    return {"image": ex[image_key], "label": label}
 
 
 def open_source(config: ml_collections.ConfigDict) -> Source:
