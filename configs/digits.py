@@ -58,6 +58,8 @@ def get_config() -> ml_collections.ConfigDict:
     config.optim_dtype = "float32"
     config.base_lr = 3e-3
     config.warmup_steps = 50
+    config.fewshot.datasets = ("digits",)  # Offline, like the training data.
+    config.fewshot.every = 200
     config.progress_every = 50
     config.eval_every = 200
     config.checkpoint_every = 200
