@@ -70,9 +70,7 @@ def test_strength_is_chosen_on_held_out_examples_only(problem, best):
     standard = lambda part: (part - mean) / std
     y = 2.0 * np.eye(NUM_CLASSES)[labels[fit]] - 1.0
     fits = [numpy_ridge(standard(x[fit]), y, l2) for l2 in grid]
-    score = lambda wb, part: np.mean(
-        (standard(x[part]) @ wb[0] + wb[1]).argmax(1) == labels[part]
-    )
+    score = lambda wb, part: np.mean((standard(x[part]) @ wb[0] + wb[1]).argmax(1) == labels[part])
     held_out = np.array([score(wb, val) for wb in fits])
     expected = max(i for i in range(len(grid)) if held_out[i] == held_out.max())
     if best != "ties":
