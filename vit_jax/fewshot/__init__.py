@@ -18,13 +18,13 @@ images play no part in the choice. Accuracies are averaged over `seeds` draws.
 from vit_jax.fewshot.evaluator import (
     PRESETS,
     FewShotEvaluator,
-    Results,
     Settings,
     Splits,
     data_config,
     for_run,
-    to_scalars,
 )
+from vit_jax.fewshot.published import evaluate_checkpoint
+from vit_jax.fewshot.report import Results, format_table, to_scalars
 from vit_jax.fewshot.ridge import L2_GRID
 
 __all__ = [
@@ -35,6 +35,8 @@ __all__ = [
     "Settings",
     "Splits",
     "data_config",
+    "evaluate_checkpoint",
     "for_run",
+    "format_table",
     "to_scalars",
 ]

@@ -16,12 +16,11 @@ import json
 import sys
 from collections.abc import Sequence
 
-import jax
-import jax.numpy as jnp
-
-from vit_jax import checkpoint, data, models, sharding
+from vit_jax import checkpoint, data
 from vit_jax.errors import ConfigError
-from vit_jax.fewshot.evaluator import PRESETS, FewShotEvaluator, Results, Settings
+from vit_jax.fewshot.evaluator import PRESETS
+from vit_jax.fewshot.published import evaluate_checkpoint
+from vit_jax.fewshot.report import format_table
 
 EXIT_USER_ERROR = 2  # As argparse uses for bad arguments.
 USER_ERRORS = (ConfigError, data.DataError, checkpoint.CheckpointError)
@@ -45,63 +44,25 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     return parser.parse_args(argv)
 
 
-def evaluate_checkpoint(args: argparse.Namespace) -> Results:
-    """Loads `args.checkpoint` onto all devices and runs the evaluator on `args.dataset`."""
-    params = checkpoint.load(args.checkpoint)
-    try:
-        config = checkpoint.infer_config(params)
-        height, width = checkpoint.infer_image_size(params, config)
-    except ValueError as e:
-        raise checkpoint.CheckpointError(f"{args.checkpoint}: {e}") from None
-    if height != width:
-        raise checkpoint.CheckpointError(
-            f"{args.checkpoint} was trained on {height}x{width} images; the few-shot "
-            "pipeline reads square images only."
-        )
-    model = models.build_model(
-        {**config.to_dict(), "dtype": jnp.dtype(args.dtype)},
-        num_classes=checkpoint.infer_num_classes(params),
-    )
-    expected = jax.eval_shape(
-        model.init, jax.random.key(0), jax.ShapeDtypeStruct((1, height, width, 3), jnp.float32)
-    )["params"]
-    checkpoint.check_params(params, expected, source=args.checkpoint)
-
-    mesh = sharding.make_mesh({"data": -1, "fsdp": 1})
-    shards = sharding.num_data_shards(mesh)
-    data_config = data.default_config()
-    data_config.tfds_data_dir = args.tfds_data_dir
-    data_config.batch_eval = max(args.batch // shards, 1) * shards  # Whole per-device batches.
-    param_shardings = sharding.fsdp_shardings(params, mesh)
-    params = jax.device_put(params, param_shardings)
-    settings = Settings(tuple(args.dataset), tuple(args.shots), args.seeds, args.holdout)
-    evaluator = FewShotEvaluator(settings, data_config, mesh, model, param_shardings, height)
-    return evaluator.evaluate(params)
-
-
-def format_table(results: Results, shots: Sequence[int]) -> str:
-    """Datasets as rows, shot counts as columns, accuracies in percent ('-': skipped)."""
-    width = max([len("dataset"), *map(len, results)])
-    header = f"{'dataset':<{width}}" + "".join(f"{f'{n}-shot':>9}" for n in shots)
-    rows = [
-        f"{name:<{width}}"
-        + "".join(f"{f'{per_shot[n]:.1%}' if n in per_shot else '-':>9}" for n in shots)
-        for name, per_shot in results.items()
-    ]
-    return "\n".join([header, *rows])
-
-
 def main(argv: Sequence[str] | None = None) -> int:
     args = parse_args(argv)
     try:
-        results = evaluate_checkpoint(args)
+        results = evaluate_checkpoint(
+            args.checkpoint,
+            args.dataset,
+            shots=args.shots,
+            seeds=args.seeds,
+            holdout=args.holdout,
+            batch=args.batch,
+            dtype=args.dtype,
+            tfds_data_dir=args.tfds_data_dir,
+        )
     except USER_ERRORS as e:
         print(f"Error: {e}", file=sys.stderr)
         return EXIT_USER_ERROR
     if args.json:
-        print(
-            json.dumps({name: {str(n): acc for n, acc in r.items()} for name, r in results.items()})
-        )
+        as_json = {name: {str(n): acc for n, acc in r.items()} for name, r in results.items()}
+        print(json.dumps(as_json))
     else:
         print(format_table(results, args.shots))
     return 0

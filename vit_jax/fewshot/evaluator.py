@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import copy
 import dataclasses
-import os
 from collections.abc import Sequence
 from typing import Any
 
@@ -22,6 +21,7 @@ from jax.sharding import Mesh
 from vit_jax import data
 from vit_jax.errors import ConfigError
 from vit_jax.fewshot import features, ridge, sampling
+from vit_jax.fewshot.report import Results
 from vit_jax.models import VisionTransformer
 
 
@@ -107,9 +107,6 @@ class _Dataset:
     test: data.EvalIterator
 
 
-Results = dict[str, dict[int, float]]  # dataset -> shots -> mean test accuracy.
-
-
 class FewShotEvaluator:
     """Few-shot accuracies of a model (parameters in `param_shardings`) on `settings.datasets`.
 
@@ -184,20 +181,6 @@ class FewShotEvaluator:
             self.notes.append(note)
             if jax.process_index() == 0:
                 print(note, flush=True)
-
-
-def to_scalars(results: Results) -> dict[str, float]:
-    """`{'fewshot/<dataset>/<n>shot': accuracy}` for TensorBoard and metrics.jsonl."""
-    return {
-        f"fewshot/{short_name(name)}/{n}shot": accuracy
-        for name, per_shot in results.items()
-        for n, accuracy in per_shot.items()
-    }
-
-
-def short_name(dataset: str) -> str:
-    """An image-folder path's last component; TFDS names unchanged."""
-    return os.path.basename(dataset.rstrip("/")) or dataset
 
 
 def for_run(config: ml_collections.ConfigDict, mesh: Mesh, trainer: Any) -> FewShotEvaluator | None:
