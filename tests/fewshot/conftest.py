@@ -26,12 +26,14 @@ class DigitsRun:
 
 @pytest.fixture(scope="session")
 def digits_run(tmp_path_factory) -> DigitsRun:
-    """configs/digits.py shrunk to one 32-wide layer and 300 steps (~85% test accuracy)."""
+    """configs/digits.py shrunk to one 32-wide layer and 300 steps (~85% test accuracy), on a
+    4 x 2 data x FSDP mesh of the 8 fake devices."""
     config = tiny_config.shrink(digits.get_config(), image_size=IMAGE_SIZE)
     config.model.hidden_size = 32
     config.model.transformer.mlp_dim = 64
     config.update(batch=64, total_steps=STEPS, warmup_steps=20, progress_every=STEPS)
     config.update(save_npz="digits.npz")
+    config.mesh.fsdp = 2  # Features come from FSDP-sharded parameters, as in a big run.
     config.fewshot.datasets = ("digits",)
     config.fewshot.every = STEPS // 2
     workdir = str(tmp_path_factory.mktemp("fewshot_digits"))

@@ -57,7 +57,7 @@ def test_trained_features_few_shot_far_better_than_random_init(digits_run, rando
         assert trained[n] > random[n] + 0.15, (n, trained, random)
     for accuracy in (trained, random):  # More examples per class, better fits.
         assert accuracy[1] < accuracy[5] < accuracy[25] and accuracy[1] < accuracy[10]
-    # The CLI (fresh mesh, other batches) agrees with the evaluation inside the run.
+    # The CLI (data-parallel mesh, other batches) agrees with the run's (FSDP) evaluation.
     for n in SHOTS:
         in_run = digits_run.result.fewshot_metrics[f"fewshot/digits/{n}shot"]
         assert trained[n] == pytest.approx(in_run, abs=0.02)
