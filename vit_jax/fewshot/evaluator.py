@@ -52,8 +52,9 @@ def data_config(
 ) -> ml_collections.ConfigDict:
     """A copy of the run's data config reading `split` of `dataset` at `crop` x `crop`.
 
-    The evaluation pipeline (resize to crop, no augmentation) reads it; custom op strings
-    of the run are dropped, since they belong to the run's dataset.
+    The evaluation pipeline (resize to crop, no augmentation, one-hot labels) reads it;
+    custom op strings of the run are dropped, since they belong to the run's dataset. Few-shot
+    datasets are single-label: the fit's targets are one class per image.
     """
     config = copy.deepcopy(config)
     with config.unlocked():
@@ -63,6 +64,7 @@ def data_config(
         config.pp.train_ops = ""
         config.pp.test_ops = ""
         config.pp.central_crop = False
+        config.pp.multi_label = False
     return config
 
 
@@ -99,7 +101,7 @@ class Settings:
             raise ConfigError(f"fewshot.datasets must be dataset names, got {self.datasets}.")
 
 
-@dataclasses.dataclass
+@dataclasses.dataclass(frozen=True)
 class _Dataset:
     name: str
     num_classes: int
