@@ -44,6 +44,14 @@ def test_stored_without_outputs(path):
             assert cell.execution_count is None, f"{path.name}: cell {index} has a count"
 
 
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=_ids)
+def test_first_cell_says_how_to_run_it_in_colab(path):
+    first = nbformat.read(path, as_version=4).cells[0]
+    assert first.cell_type == "markdown"
+    for needed in ("Colab", "Change runtime type", "TPU", "GPU", "REPO_URL", "PIP_SPEC"):
+        assert needed in first.source, f"{path.name}: the first cell does not mention {needed}"
+
+
 def _kernel_env(tmp_path: pathlib.Path) -> dict[str, str]:
     """This environment, offline, on one CPU device (not the 8 fake ones of conftest.py)."""
     env = dict(os.environ)
