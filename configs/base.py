@@ -65,6 +65,14 @@ def get_config() -> ml_collections.ConfigDict:
     config.decay_type = "cosine"  # After warmup: 'cosine', 'linear' or 'constant'.
     config.warmup_steps = 500  # Linear warmup from 0 to base_lr.
 
+    # Few-shot linear evaluation of the frozen features (vit_jax.fewshot; paper Section 4.1).
+    config.fewshot = ml_collections.ConfigDict()  # Off while `datasets` is empty.
+    config.fewshot.datasets = ()  # Presets (vit_jax.fewshot.PRESETS), TFDS names or folders.
+    config.fewshot.shots = (1, 5, 10, 25)  # Training examples per class of each linear fit.
+    config.fewshot.seeds = 3  # Random draws of those examples; accuracies are averaged.
+    config.fewshot.holdout = 5  # Further examples per class that pick the ridge strength.
+    config.fewshot.every = 0  # Evaluate every so many steps (and at the end); 0 = end only.
+
     # Devices.
     config.mesh = ml_collections.ConfigDict({"data": -1, "fsdp": 1})  # Axis sizes; -1 = rest.
 

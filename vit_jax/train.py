@@ -26,7 +26,7 @@ from typing import Any
 import jax
 import ml_collections
 
-from vit_jax import checkpoint, data, metrics, runtime, sharding
+from vit_jax import checkpoint, data, fewshot, metrics, runtime, sharding
 from vit_jax.checkpoint.train_state import CHECKPOINT_DIR, TrainCheckpointer
 from vit_jax.errors import ConfigError, TrainingDivergedError
 from vit_jax.trainer import Trainer, evaluate
@@ -43,6 +43,7 @@ class TrainResult:
     eval_metrics: dict[str, float]  # Last evaluation: test_accuracy, test_loss.
     preempted: bool  # Stopped early by SIGTERM, after saving a checkpoint.
     npz_path: str | None  # The published-layout .npz written at the end (config.save_npz).
+    fewshot_metrics: dict[str, float] = dataclasses.field(default_factory=dict)  # Last run.
 
 
 def check_config(config: ml_collections.ConfigDict, mesh: jax.sharding.Mesh) -> None:
@@ -53,6 +54,9 @@ def check_config(config: ml_collections.ConfigDict, mesh: jax.sharding.Mesh) -> 
     for key in ("eval_every", "progress_every", "checkpoint_every", "warmup_steps"):
         if not isinstance(config[key], int) or config[key] < 0:
             raise ConfigError(f"config.{key} must be an integer >= 0, got {config[key]!r}.")
+    if not isinstance(config.fewshot.every, int) or config.fewshot.every < 0:
+        raise ConfigError(f"config.fewshot.every must be >= 0, got {config.fewshot.every!r}.")
+    fewshot.Settings.from_config(config.fewshot).check()
     sharding.check_batch("config.batch", config.batch, mesh, config.accum_steps)
     sharding.check_batch("config.batch_eval", config.batch_eval, mesh)
 
@@ -132,6 +136,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> Train
     trainer = Trainer(config, mesh, dataset.info)
     train_iter = data.make_train_iterator(config, mesh, sharding.DATA_AXES, dataset=dataset)
     eval_iter = data.make_eval_iterator(config, mesh, sharding.DATA_AXES, dataset=dataset)
+    fewshot_eval = fewshot.for_run(config, mesh, trainer)  # None without fewshot.datasets.
     os.makedirs(workdir, exist_ok=True)
     checkpoints = TrainCheckpointer(
         os.path.join(os.path.abspath(workdir), CHECKPOINT_DIR), keep=config.keep_checkpoints
@@ -150,6 +155,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> Train
     step = first_step = int(jax.device_get(state.step))
     train_losses: dict[int, float] = {}
     eval_metrics: dict[str, float] = {}
+    fewshot_metrics: dict[str, float] = {}
     preempted = False
     pending: tuple[int, dict[str, jax.Array]] | None = None  # Metrics not yet fetched.
 
@@ -176,7 +182,10 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> Train
             report = _every(step, config.progress_every, config.total_steps)
             run_eval = _every(step, config.eval_every, config.total_steps)
             save = preempted or _every(step, config.checkpoint_every, config.total_steps)
-            if not (report or run_eval or save):
+            run_fewshot = fewshot_eval is not None and _every(
+                step, config.fewshot.every, config.total_steps
+            )
+            if not (report or run_eval or save or run_fewshot):
                 continue
             host, pending = fetch_pending(), None
             if report:
@@ -190,6 +199,11 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> Train
                     writer.write_scalars(step, eval_metrics)
                     if primary:
                         metrics.print_progress(step, config.total_steps, eval_metrics, math.nan)
+                if run_fewshot:
+                    fewshot_metrics = fewshot.to_scalars(fewshot_eval.evaluate(state.params))
+                    writer.write_scalars(step, fewshot_metrics)
+                    if primary:
+                        metrics.print_progress(step, config.total_steps, fewshot_metrics, math.nan)
                 if save:
                     checkpoints.save(step, state, train_iter)
             if preempted:
@@ -212,7 +226,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> Train
         preemption.close()
         checkpoints.close()
         writer.close()
-    return TrainResult(step, train_losses, eval_metrics, preempted, npz_path)
+    return TrainResult(step, train_losses, eval_metrics, preempted, npz_path, fewshot_metrics)
 
 
 # ------------------------------------------------------------------------------------------

@@ -1,4 +1,5 @@
-"""Every notebook in colab/ is stored without outputs and runs top to bottom on CPU, offline.
+"""Every notebook in colab/ is stored without outputs and runs top to bottom on CPU, offline,
+twice in a row (as "Run all" twice in Colab).
 
 The notebooks run in a fresh Jupyter kernel of this interpreter (nbclient, kernel `python3`)
 in a temporary working directory, with `VIT_JAX_OFFLINE=1` (so they download nothing and
@@ -7,6 +8,7 @@ train their own tiny checkpoint), one CPU device and a temporary TFDS data dir.
 
 from __future__ import annotations
 
+import copy
 import os
 import pathlib
 import re
@@ -42,6 +44,14 @@ def test_stored_without_outputs(path):
             assert cell.execution_count is None, f"{path.name}: cell {index} has a count"
 
 
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=_ids)
+def test_first_cell_says_how_to_run_it_in_colab(path):
+    first = nbformat.read(path, as_version=4).cells[0]
+    assert first.cell_type == "markdown"
+    for needed in ("Colab", "Change runtime type", "TPU", "GPU", "REPO_URL", "PIP_SPEC"):
+        assert needed in first.source, f"{path.name}: the first cell does not mention {needed}"
+
+
 def _kernel_env(tmp_path: pathlib.Path) -> dict[str, str]:
     """This environment, offline, on one CPU device (not the 8 fake ones of conftest.py)."""
     env = dict(os.environ)
@@ -64,9 +74,25 @@ def _kernel_env(tmp_path: pathlib.Path) -> dict[str, str]:
     return env
 
 
+def _check_outputs(cells: list, name: str) -> None:
+    outputs = [out for cell in cells if cell.cell_type == "code" for out in cell.outputs]
+    errors = [out for out in outputs if out.output_type == "error"]
+    assert not errors, errors
+    images = [out for out in outputs if "image/png" in out.get("data", {})]
+    assert images, f"{name} displayed no figure"
+    text = "".join(out.get("text", "") for out in outputs if out.output_type == "stream")
+    assert "offline" in text, "the notebook did not notice VIT_JAX_OFFLINE=1"
+
+
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=_ids)
-def test_runs_offline_on_cpu(path, tmp_path):
+def test_runs_offline_on_cpu_twice(path, tmp_path):
+    """ "Run all" twice in one kernel and directory: the second pass finds what the first
+    wrote (finished training runs, prepared data, downloads) and must work as well."""
     notebook = nbformat.read(path, as_version=4)
+    num_cells = len(notebook.cells)
+    notebook.cells = notebook.cells + copy.deepcopy(notebook.cells)
+    for index, cell in enumerate(notebook.cells):  # Cell ids must stay unique.
+        cell.id = f"pass{index // num_cells}-{index % num_cells}"
     workdir = tmp_path / "cwd"
     workdir.mkdir()
     client = nbclient.NotebookClient(
@@ -77,10 +103,5 @@ def test_runs_offline_on_cpu(path, tmp_path):
     )
     client.execute(env=_kernel_env(tmp_path))  # Raises CellExecutionError with the traceback.
 
-    outputs = [out for cell in notebook.cells if cell.cell_type == "code" for out in cell.outputs]
-    errors = [out for out in outputs if out.output_type == "error"]
-    assert not errors, errors
-    images = [out for out in outputs if "image/png" in out.get("data", {})]
-    assert images, f"{path.name} displayed no figure"
-    text = "".join(out.get("text", "") for out in outputs if out.output_type == "stream")
-    assert "offline" in text, "the notebook did not notice VIT_JAX_OFFLINE=1"
+    _check_outputs(notebook.cells[:num_cells], f"{path.name} (first run)")
+    _check_outputs(notebook.cells[num_cells:], f"{path.name} (second run)")

@@ -26,6 +26,7 @@ def shrink(config: ml_collections.ConfigDict, image_size: int = IMAGE_SIZE):
     config.progress_every = 1
     config.eval_every = 0
     config.checkpoint_every = 0
+    config.fewshot.datasets = ()  # tests/fewshot covers it; trainer tests stay fast.
     return config
 
 
