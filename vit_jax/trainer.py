@@ -19,10 +19,21 @@ from vit_jax import checkpoint, losses, models, optim, sharding
 from vit_jax.step import TrainState, make_eval_step, make_train_step
 
 
-def model_from_config(model_config: ml_collections.ConfigDict, num_classes: int):
-    """`config.model` (with `dtype` as a string such as 'bfloat16') -> VisionTransformer."""
+def model_from_config(
+    model_config: ml_collections.ConfigDict, num_classes: int, platform: str | None = None
+):
+    """`config.model` (with `dtype` as a string such as 'bfloat16') -> VisionTransformer.
+
+    `platform` ('cpu', 'gpu', 'tpu'): the devices the model will run on, when they are not
+    this process's default backend (a TPU program compiled ahead of time on a CPU host); the
+    'auto' attention then means what it means there, not on the host.
+    """
     fields = model_config.to_dict()
     fields["dtype"] = jnp.dtype(fields["dtype"])
+    if platform not in (None, jax.default_backend()) and fields["attention_implementation"] == (
+        "auto"
+    ):
+        fields["attention_implementation"] = "explicit" if platform == "cpu" else "xla"
     return models.build_model(fields, num_classes=num_classes)
 
 
@@ -51,7 +62,8 @@ class Trainer:
     def __init__(self, config: ml_collections.ConfigDict, mesh: jax.sharding.Mesh, info: Any):
         self.config = config
         self.mesh = mesh
-        self.model = model_from_config(config.model, info.num_classes)
+        platform = mesh.devices.flat[0].platform  # 'tpu' when planning a TPU run on a CPU host.
+        self.model = model_from_config(config.model, info.num_classes, platform)
         self.image_size = info.image_size
         self.tx, schedule = optim.make_optimizer(config)
         loss_fn = losses.get_loss(config.loss)
@@ -70,7 +82,7 @@ class Trainer:
             abstract,
             self.state_shardings,
         )
-        batch_sharding = sharding.batch_sharding(mesh)
+        self.batch_sharding = batch_sharding = sharding.batch_sharding(mesh)
         microbatch_sharding = jax.sharding.NamedSharding(
             mesh, jax.sharding.PartitionSpec(None, sharding.DATA_AXES)
         )
@@ -90,10 +102,26 @@ class Trainer:
             donate_argnums=(0,),
         )
         self.eval_step = jax.jit(
-            make_eval_step(self.model, loss_fn, sharding.num_data_shards(mesh)),
+            make_eval_step(
+                self.model,
+                loss_fn,
+                sharding.num_data_shards(mesh),
+                # CPU-only micro-batching follows the mesh's devices, not the host's backend.
+                micro_batch="auto" if platform == "cpu" else None,
+            ),
             in_shardings=(self.state_shardings.params, batch_sharding),
             out_shardings=sharding.replicated(mesh),
         )
+
+    def abstract_batch(self, batch: int, *, train: bool = True) -> dict[str, Any]:
+        """ShapeDtypeStructs of a global batch as the input pipeline delivers it, sharded."""
+        spec = lambda shape: jax.ShapeDtypeStruct(shape, jnp.float32, sharding=self.batch_sharding)
+        size = self.image_size
+        fields = {
+            "image": spec((batch, size, size, 3)),  # [B, H, W, 3]
+            "label": spec((batch, self.model.num_classes)),  # [B, C]
+        }
+        return fields if train else {**fields, "mask": spec((batch,))}  # mask [B]
 
     def _init_params(self, rng_init: jax.Array) -> Any:
         images = jnp.zeros((1, self.image_size, self.image_size, 3), jnp.float32)
