@@ -63,8 +63,8 @@ def _generation(name: str) -> str:
     if generation not in CHIPS or not shape or not all(d.isdigit() and int(d) > 0 for d in dims):
         raise TopologyError(
             f"Unknown topology {name!r}: give <chip>:<shape> with chip one of "
-            f"{', '.join(CHIPS)} and a shape of chips per axis, e.g. {', '.join(EXAMPLES)} "
-            "(a 'v4-128' of 128 cores is v4:4x4x4)."
+            f"{', '.join(CHIPS)} and a shape of chips per axis. Valid examples: "
+            f"{', '.join(EXAMPLES)} (a 'v4-128' of 128 cores is v4:4x4x4)."
         )
     return generation
 
@@ -76,6 +76,9 @@ def get_topology(name: str, num_slices: int = 1) -> Topology:
         raise TopologyError(f"--num_slices must be at least 1, got {num_slices}.")
     # Compiling opens no TPU, so concurrent planners need not take libtpu's one-process lock.
     os.environ.setdefault("ALLOW_MULTIPLE_LIBTPU_LOAD", "1")
+    # There is no TPU VM to ask: no metadata-server query, and no worker-address warnings.
+    os.environ.setdefault("TPU_SKIP_MDS_QUERY", "1")
+    os.environ.setdefault("TPU_WORKER_HOSTNAMES", "localhost")
     try:
         import libtpu  # noqa: F401  (the compiler; absent without the [tpu] extra)
         from jax.experimental import topologies
