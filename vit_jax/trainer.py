@@ -138,30 +138,56 @@ class Trainer:
 
     def initial_state(self) -> TrainState:
         """Fresh parameters, or those of `config.pretrained_dir` with a fresh head."""
-        init = jax.jit(self._init, out_shardings=self.state_shardings)
-        state = init(*self._init_args)
         if not self.config.pretrained_dir:
-            return state
-        init_params = jax.device_get(
-            jax.jit(self._init_params, out_shardings=sharding.replicated(self.mesh))(
-                self._init_args[0]
-            )
+            return jax.jit(self._init, out_shardings=self.state_shardings)(*self._init_args)
+        params = self._pretrained_params()
+        opt_state = jax.jit(self.tx.init, out_shardings=self.state_shardings.opt_state)(params)
+        rng_train = self._init_args[1]
+        return TrainState(
+            step=jax.device_put(jnp.zeros((), jnp.int32), self.state_shardings.step),
+            params=params,
+            opt_state=opt_state,
+            rng=jax.device_put(rng_train, self.state_shardings.rng),
         )
+
+    def _pretrained_params(self) -> Any:
+        """The `.npz` parameters with a fresh head, each array placed shard by shard.
+
+        Only the head (and pre-logits) are initialised, on the devices (XLA drops the rest of
+        the initialiser); every other array's shape comes from `jax.eval_shape`. The file is
+        read once on the host, and each array is handed to the devices in its target
+        sharding and then dropped, so the host holds at most one copy and each device only
+        its shards (never the whole model, which FSDP exists to avoid).
+        """
+        rng_init = self._init_args[0]
+        fresh = ("head", "pre_logits")  # What load_pretrained may take from the initialiser.
+        init_fresh = jax.jit(
+            lambda rng: {k: v for k, v in self._init_params(rng).items() if k in fresh},
+            out_shardings=sharding.replicated(self.mesh),
+        )
+        init_params = {
+            **jax.eval_shape(self._init_params, rng_init),  # ShapeDtypeStructs.
+            **jax.device_get(init_fresh(rng_init)),  # Small: [D, classes] and [D, D].
+        }
         params = checkpoint.load_pretrained(
             pretrained_path=pretrained_path(self.config),
             init_params=init_params,
             model_config=self.config.model,
             image_size=self.image_size,
         )
-        params = jax.tree.map(
-            lambda x, s: jax.make_array_from_callback(
-                np.shape(x), s, lambda index, x=x: np.asarray(x, np.float32)[index]
-            ),
-            params,
-            self.state_shardings.params,
-        )
-        opt_state = jax.jit(self.tx.init, out_shardings=self.state_shardings.opt_state)(params)
-        return state.replace(params=params, opt_state=opt_state)
+        del init_params
+        leaves, treedef = jax.tree.flatten(params)
+        del params  # The leaves list holds the only host copy; each is freed once placed.
+        shardings = treedef.flatten_up_to(self.state_shardings.params)
+        placed = []
+        for i, target in enumerate(shardings):
+            host = np.asarray(leaves[i], np.float32)
+            leaves[i] = None
+            placed.append(
+                jax.make_array_from_callback(host.shape, target, lambda index, x=host: x[index])
+            )
+            del host
+        return jax.tree.unflatten(treedef, placed)
 
     def host_params(self, state: TrainState) -> Any:
         """The parameters as NumPy arrays on every process (gathered from their shards)."""
