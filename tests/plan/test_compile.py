@@ -14,10 +14,11 @@ from vit_jax import plan, sharding
 from vit_jax.trainer import Trainer
 
 
-def compile_for(config, topology, num_chips=None):
+def compile_for(config, topology, num_chips=None, with_eval=False):
     if num_chips is not None:  # The same chip type, fewer of them (one: the unsharded program).
         topology = dataclasses.replace(topology, devices=topology.devices[:num_chips])
-    return plan.plan(config, topology, plan.dataset_shape(config, None))
+    shape = plan.dataset_shape(config, None)
+    return plan.plan(config, topology, shape, with_eval=with_eval)
 
 
 def state_bytes(config, topology) -> int:
@@ -33,7 +34,7 @@ def test_v5e_sharding_divides_the_per_chip_numbers(libtpu):
     assert (topology.chips, topology.chip.hbm_bytes) == (4, 16 * 2**30)
     single = compile_for(small_config({"data": -1, "fsdp": 1}, batch=4), topology, num_chips=1)
     data = compile_for(small_config({"data": -1, "fsdp": 1}), topology)
-    fsdp = compile_for(small_config({"data": 1, "fsdp": 4}), topology)
+    fsdp = compile_for(small_config({"data": 1, "fsdp": 4}), topology, with_eval=True)
 
     # Data parallel: every chip holds the whole state and does one chip's share of the work.
     assert data.train.argument_bytes == pytest.approx(single.train.argument_bytes, rel=0.05)
