@@ -73,17 +73,28 @@ def format_plan(plan: Plan, model_name: str) -> str:
     lines += [
         f"HBM {_gib(plan.hbm_bytes)} per chip; fits with {plan.headroom:.0%} headroom: "
         f"{'yes' if plan.fits else 'NO'} ({_gib(plan.bytes_per_chip)} of {_gib(budget)})",
-        f"FLOPs per step per chip {plan.train.flops:.3e}; at the {topo.chip.peak_flops / 1e12:g} "
-        f"TFLOP/s bf16 peak a step takes >= {plan.step_seconds_bound * 1e3:.3g} ms: "
-        f"<= {plan.images_per_second_ceiling:,.0f} img/s "
-        f"({plan.images_per_second_ceiling / topo.chips:,.0f} per chip)",
+        _flops_line(plan),
         f"compile {plan.train.compile_seconds:.1f} s (train)"
         + (f", {plan.eval.compile_seconds:.1f} s (eval)" if plan.eval else ""),
     ]
+    for step in (plan.train, plan.eval):
+        if step is not None and step.out_of_memory:
+            lines.append(f"The TPU compiler refused the program: {step.out_of_memory}")
     if not plan.fits:
         lines.append("To fit, try:")
         lines += [f"  - {s}" for s in plan_search.suggestions(plan)]
     return "\n".join(lines)
+
+
+def _flops_line(plan: Plan) -> str:
+    if plan.step_seconds_bound is None:
+        return "FLOPs per step per chip: unknown (the compiler stopped before its cost analysis)"
+    ceiling, peak = plan.images_per_second_ceiling, plan.topology.chip.peak_flops
+    return (
+        f"FLOPs per step per chip {plan.train.flops:.3e}; at the {peak / 1e12:g} TFLOP/s bf16 "
+        f"peak a step takes >= {plan.step_seconds_bound * 1e3:.3g} ms: <= {ceiling:,.0f} img/s "
+        f"({ceiling / plan.topology.chips:,.0f} per chip)"
+    )
 
 
 def format_search(ranked: list[tuple[plan_search.Candidate, Plan]]) -> str:
@@ -96,8 +107,8 @@ def format_search(ranked: list[tuple[plan_search.Candidate, Plan]]) -> str:
     for i, (c, p) in enumerate(ranked, 1):
         lines.append(
             f"{i:>2} {c.fsdp:>5} {p.mesh['data']:>5} {c.remat!s:>6} {c.scan_layers!s:>5} "
-            f"{p.bytes_per_chip / GIB:>9.2f} {p.fits!s:>5} {p.train.flops / 1e12:>11.2f} "
-            f"{p.images_per_second_ceiling:>11,.0f} {p.train.compile_seconds:>10.1f}"
+            f"{p.bytes_per_chip / GIB:>9.2f} {p.fits!s:>5} {(p.train.flops or 0) / 1e12:>11.2f} "
+            f"{p.images_per_second_ceiling or 0:>11,.0f} {p.train.compile_seconds:>10.1f}"
         )
     return "\n".join(lines)
 

@@ -9,10 +9,14 @@ that every chip runs on its own shard.
 from __future__ import annotations
 
 import dataclasses
+import math
+import re
 import time
 from typing import Any
 
+import jax
 import ml_collections
+import numpy as np
 
 from vit_jax import sharding
 from vit_jax.data.presets import DATASET_PRESETS
@@ -59,8 +63,11 @@ class StepCost:
     output_bytes: int
     alias_bytes: int  # Outputs written into donated inputs (the new train state).
     temp_bytes: int  # Activations, gradients, collectives' buffers.
-    flops: float  # Per chip, per step (XLA's cost model).
+    flops: float | None  # Per chip, per step (XLA's cost model); None if it did not compile.
     compile_seconds: float
+    # The TPU compiler's out-of-memory message, when it refused the program: then the
+    # temporaries are the ones it names and the other sizes are the inputs' shards.
+    out_of_memory: str | None = None
 
     @property
     def total_bytes(self) -> int:
@@ -68,10 +75,52 @@ class StepCost:
         return self.argument_bytes + self.output_bytes - self.alias_bytes + self.temp_bytes
 
 
-def compile_step(jitted: Any, *args: Any) -> StepCost:
-    """Lowers and compiles `jitted` for abstract `args`; its memory and FLOP analyses."""
+def shard_bytes(tree: Any) -> int:
+    """Bytes one device holds of the sharded ShapeDtypeStructs in `tree` (before padding)."""
+    return sum(
+        math.prod(x.sharding.shard_shape(x.shape)) * np.dtype(x.dtype).itemsize
+        for x in jax.tree.leaves(tree)
+    )
+
+
+_GIB_SUFFIX = {"": 1, "K": 2**10, "M": 2**20, "G": 2**30, "T": 2**40}
+
+
+def _out_of_memory(error: Exception, args: tuple, donated: Any, seconds: float) -> StepCost:
+    """The costs of a program the TPU compiler refused for want of HBM, from its message.
+
+    The message reads e.g. "Ran out of memory on HBM, the total memory required for HLO
+    temporaries (64.07G) exceeds available HBM (15.75G)".
+    """
+    message = str(error).strip().splitlines()[0]
+    found = re.search(r"temporaries \(([\d.]+)([KMGT]?)\)", message)
+    temps = int(float(found.group(1)) * _GIB_SUFFIX[found.group(2)]) if found else 0
+    alias = shard_bytes(donated) if donated is not None else 0
+    return StepCost(
+        argument_bytes=shard_bytes(args),
+        output_bytes=alias,
+        alias_bytes=alias,
+        temp_bytes=temps,
+        flops=None,
+        compile_seconds=seconds,
+        out_of_memory=message,
+    )
+
+
+def compile_step(jitted: Any, *args: Any, donated: Any = None) -> StepCost:
+    """Lowers and compiles `jitted` for abstract `args`; its memory and FLOP analyses.
+
+    `donated`: the argument the step donates (its outputs overwrite it), used only to size a
+    program the compiler refuses because it does not fit.
+    """
     start = time.perf_counter()
-    compiled = jitted.lower(*args).compile()
+    lowered = jitted.lower(*args)
+    try:
+        compiled = lowered.compile()
+    except Exception as e:  # jax.errors.JaxRuntimeError; only an out-of-memory is expected.
+        if "RESOURCE_EXHAUSTED" not in str(e):
+            raise
+        return _out_of_memory(e, args, donated, time.perf_counter() - start)
     seconds = time.perf_counter() - start
     memory = compiled.memory_analysis()
     cost = compiled.cost_analysis()
@@ -111,18 +160,21 @@ class Plan:
 
     @property
     def fits(self) -> bool:
-        return self.bytes_per_chip <= (1.0 - self.headroom) * self.hbm_bytes
+        refused = self.train.out_of_memory or (self.eval and self.eval.out_of_memory)
+        return not refused and self.bytes_per_chip <= (1.0 - self.headroom) * self.hbm_bytes
 
     @property
-    def step_seconds_bound(self) -> float:
+    def step_seconds_bound(self) -> float | None:
         """No step is faster than its FLOPs at the chip's bf16 peak (a lower bound)."""
+        if not self.train.flops:
+            return None
         return self.train.flops / self.topology.chip.peak_flops
 
     @property
-    def images_per_second_ceiling(self) -> float:
+    def images_per_second_ceiling(self) -> float | None:
         """Global img/s at that bound: the most this run could reach on these chips."""
         seconds = self.step_seconds_bound
-        return self.batch / seconds if seconds > 0 else float("inf")
+        return self.batch / seconds if seconds else None
 
     def to_json(self) -> dict[str, Any]:
         def step(cost: StepCost | None) -> dict[str, Any] | None:
@@ -169,7 +221,10 @@ def plan(
     check_config(config, mesh)
     trainer = Trainer(config, mesh, shape)
     train = compile_step(
-        trainer.train_step, trainer.abstract_state, trainer.abstract_batch(config.batch)
+        trainer.train_step,
+        trainer.abstract_state,
+        trainer.abstract_batch(config.batch),
+        donated=trainer.abstract_state,
     )
     evaluation = None
     if with_eval:

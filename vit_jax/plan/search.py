@@ -24,9 +24,9 @@ def suggestions(plan: Plan) -> list[str]:
     budget = (1.0 - plan.headroom) * plan.hbm_bytes
     chips = plan.topology.chips
     out = []
-    if plan.mesh["fsdp"] < chips:
-        state = plan.train.argument_bytes  # Mostly parameters and optimizer state.
-        factor = 2 ** max(1, math.ceil(math.log2(max(state, 1) / GIB)))  # ~1 GiB of state left.
+    state = plan.train.alias_bytes  # The donated train state: parameters, optimizer state.
+    if plan.mesh["fsdp"] < chips and state > 0.1 * budget:
+        factor = 2 ** max(1, math.ceil(math.log2(state / GIB)))  # About 1 GiB of state left.
         fsdp = min(chips, plan.mesh["fsdp"] * factor)
         out.append(
             f"split parameters and optimizer state over more chips: --config.mesh.fsdp={fsdp} "
@@ -67,7 +67,8 @@ def candidates(config: ml_collections.ConfigDict, chips: int) -> list[Candidate]
 
 
 def rank_key(plan: Plan) -> tuple:
-    return (not plan.fits, plan.train.flops, plan.mesh["fsdp"], plan.bytes_per_chip)
+    flops = plan.train.flops if plan.train.flops is not None else float("inf")
+    return (not plan.fits, flops, plan.mesh["fsdp"], plan.bytes_per_chip)
 
 
 def search(
