@@ -11,7 +11,7 @@ from vit_jax.plan.topology import CHIPS, GIB, Topology
 def fake_plan(config, gib: float, flops: float) -> Plan:
     topology = Topology("v5e:4x4", "v5e", CHIPS["v5e"], 1, list(range(16)), "TPU v5 lite")
     half = int(gib * GIB / 2)
-    cost = StepCost(half, half, half, half, flops, 1.0)  # Half state, half temporaries.
+    cost = StepCost(half, half, half, half, flops, flops, 1.0)  # Half state, half temporaries.
     fsdp = config.mesh.fsdp
     return Plan(topology, {"data": 16 // fsdp, "fsdp": fsdp}, config.batch, 1,
                 config.model.remat, config.model.scan_layers, cost, None, 0.1)  # fmt: skip

@@ -87,19 +87,20 @@ def format_plan(plan: Plan, model_name: str) -> str:
 
 
 def _flops_line(plan: Plan) -> str:
-    if plan.step_seconds_bound is None:
-        return "FLOPs per step per chip: unknown (the compiler stopped before its cost analysis)"
     ceiling, peak = plan.images_per_second_ceiling, plan.topology.chip.peak_flops
+    xla = plan.train.xla_flops
     return (
-        f"FLOPs per step per chip {plan.train.flops:.3e}; at the {peak / 1e12:g} TFLOP/s bf16 "
-        f"peak a step takes >= {plan.step_seconds_bound * 1e3:.3g} ms: <= {ceiling:,.0f} img/s "
+        f"FLOPs per step per chip {plan.train.matmul_flops:.3e} (matmuls; XLA's cost model: "
+        + (f"{xla:.3e}, loop bodies counted once)" if xla is not None else "none)")
+        + f"; at the {peak / 1e12:g} TFLOP/s bf16 peak a step takes >= "
+        f"{plan.step_seconds_bound * 1e3:.3g} ms: <= {ceiling:,.0f} img/s "
         f"({ceiling / plan.topology.chips:,.0f} per chip)"
     )
 
 
 def format_search(ranked: list[tuple[plan_search.Candidate, Plan]]) -> str:
     lines = [
-        "Ranked: fits first, then fewest FLOPs per chip (remat adds recompute), then the "
+        "Ranked: fits first, then fewest matmul FLOPs per chip (remat adds recompute), then the "
         "smallest fsdp (least all-gather traffic), then fewest bytes.",
         f"{'#':>2} {'fsdp':>5} {'data':>5} {'remat':>6} {'scan':>5} {'GiB/chip':>9} "
         f"{'fits':>5} {'TFLOP/chip':>11} {'img/s ceil':>11} {'compile s':>10}",
@@ -107,8 +108,8 @@ def format_search(ranked: list[tuple[plan_search.Candidate, Plan]]) -> str:
     for i, (c, p) in enumerate(ranked, 1):
         lines.append(
             f"{i:>2} {c.fsdp:>5} {p.mesh['data']:>5} {c.remat!s:>6} {c.scan_layers!s:>5} "
-            f"{p.bytes_per_chip / GIB:>9.2f} {p.fits!s:>5} {(p.train.flops or 0) / 1e12:>11.2f} "
-            f"{p.images_per_second_ceiling or 0:>11,.0f} {p.train.compile_seconds:>10.1f}"
+            f"{p.bytes_per_chip / GIB:>9.2f} {p.fits!s:>5} {p.train.matmul_flops / 1e12:>11.2f} "
+            f"{p.images_per_second_ceiling:>11,.0f} {p.train.compile_seconds:>10.1f}"
         )
     return "\n".join(lines)
 

@@ -21,6 +21,7 @@ import numpy as np
 from vit_jax import sharding
 from vit_jax.data.presets import DATASET_PRESETS
 from vit_jax.errors import ConfigError
+from vit_jax.plan.flops import step_flops
 from vit_jax.plan.topology import Topology
 from vit_jax.trainer import Trainer
 
@@ -63,7 +64,11 @@ class StepCost:
     output_bytes: int
     alias_bytes: int  # Outputs written into donated inputs (the new train state).
     temp_bytes: int  # Activations, gradients, collectives' buffers.
-    flops: float | None  # Per chip, per step (XLA's cost model); None if it did not compile.
+    # Per chip, per step: matmul FLOPs with every loop's trip count (`vit_jax.plan.flops`).
+    matmul_flops: float
+    # XLA's cost model, per chip, per step: all ops, but each loop body counted once (low for
+    # scan_layers or accum_steps > 1); None when the program did not compile.
+    xla_flops: float | None
     compile_seconds: float
     # The TPU compiler's out-of-memory message, when it refused the program: then the
     # temporaries are the ones it names and the other sizes are the inputs' shards.
@@ -86,7 +91,9 @@ def shard_bytes(tree: Any) -> int:
 _GIB_SUFFIX = {"": 1, "K": 2**10, "M": 2**20, "G": 2**30, "T": 2**40}
 
 
-def _out_of_memory(error: Exception, args: tuple, donated: Any, seconds: float) -> StepCost:
+def _out_of_memory(
+    error: Exception, args: tuple, donated: Any, matmul_flops: float, seconds: float
+) -> StepCost:
     """The costs of a program the TPU compiler refused for want of HBM, from its message.
 
     The message reads e.g. "Ran out of memory on HBM, the total memory required for HLO
@@ -101,18 +108,21 @@ def _out_of_memory(error: Exception, args: tuple, donated: Any, seconds: float) 
         output_bytes=alias,
         alias_bytes=alias,
         temp_bytes=temps,
-        flops=None,
+        matmul_flops=matmul_flops,
+        xla_flops=None,
         compile_seconds=seconds,
         out_of_memory=message,
     )
 
 
-def compile_step(jitted: Any, *args: Any, donated: Any = None) -> StepCost:
+def compile_step(jitted: Any, *args: Any, chips: int, donated: Any = None) -> StepCost:
     """Lowers and compiles `jitted` for abstract `args`; its memory and FLOP analyses.
 
+    `chips`: the devices the work is split over (the batch is split over all of them).
     `donated`: the argument the step donates (its outputs overwrite it), used only to size a
     program the compiler refuses because it does not fit.
     """
+    matmul_flops = step_flops(jitted, *args) / chips
     start = time.perf_counter()
     lowered = jitted.lower(*args)
     try:
@@ -120,7 +130,7 @@ def compile_step(jitted: Any, *args: Any, donated: Any = None) -> StepCost:
     except Exception as e:  # jax.errors.JaxRuntimeError; only an out-of-memory is expected.
         if "RESOURCE_EXHAUSTED" not in str(e):
             raise
-        return _out_of_memory(e, args, donated, time.perf_counter() - start)
+        return _out_of_memory(e, args, donated, matmul_flops, time.perf_counter() - start)
     seconds = time.perf_counter() - start
     memory = compiled.memory_analysis()
     cost = compiled.cost_analysis()
@@ -130,7 +140,8 @@ def compile_step(jitted: Any, *args: Any, donated: Any = None) -> StepCost:
         output_bytes=int(memory.output_size_in_bytes),
         alias_bytes=int(memory.alias_size_in_bytes),
         temp_bytes=int(memory.temp_size_in_bytes),
-        flops=float((cost or {}).get("flops", 0.0)),
+        matmul_flops=matmul_flops,
+        xla_flops=float((cost or {}).get("flops", 0.0)),
         compile_seconds=seconds,
     )
 
@@ -164,17 +175,15 @@ class Plan:
         return not refused and self.bytes_per_chip <= (1.0 - self.headroom) * self.hbm_bytes
 
     @property
-    def step_seconds_bound(self) -> float | None:
-        """No step is faster than its FLOPs at the chip's bf16 peak (a lower bound)."""
-        if not self.train.flops:
-            return None
-        return self.train.flops / self.topology.chip.peak_flops
+    def step_seconds_bound(self) -> float:
+        """No step is faster than its matmul FLOPs at the chip's bf16 peak (a lower bound)."""
+        return self.train.matmul_flops / self.topology.chip.peak_flops
 
     @property
-    def images_per_second_ceiling(self) -> float | None:
+    def images_per_second_ceiling(self) -> float:
         """Global img/s at that bound: the most this run could reach on these chips."""
         seconds = self.step_seconds_bound
-        return self.batch / seconds if seconds else None
+        return self.batch / seconds if seconds > 0 else float("inf")
 
     def to_json(self) -> dict[str, Any]:
         def step(cost: StepCost | None) -> dict[str, Any] | None:
@@ -196,7 +205,8 @@ class Plan:
             "hbm_bytes_per_chip": self.hbm_bytes,
             "headroom": self.headroom,
             "fits": self.fits,
-            "flops_per_step": self.train.flops,  # Per chip.
+            "flops_per_step": self.train.matmul_flops,  # Per chip, matmuls, loops counted.
+            "xla_flops_per_step": self.train.xla_flops,  # Per chip, loop bodies once.
             "peak_flops_per_chip": self.topology.chip.peak_flops,
             "step_seconds_lower_bound": self.step_seconds_bound,
             "images_per_second_ceiling": self.images_per_second_ceiling,
@@ -224,6 +234,7 @@ def plan(
         trainer.train_step,
         trainer.abstract_state,
         trainer.abstract_batch(config.batch),
+        chips=topology.chips,
         donated=trainer.abstract_state,
     )
     evaluation = None
@@ -232,6 +243,7 @@ def plan(
             trainer.eval_step,
             trainer.abstract_state.params,
             trainer.abstract_batch(config.batch_eval, train=False),
+            chips=topology.chips,
         )
     return Plan(
         topology=topology,

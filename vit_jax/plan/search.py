@@ -67,8 +67,7 @@ def candidates(config: ml_collections.ConfigDict, chips: int) -> list[Candidate]
 
 
 def rank_key(plan: Plan) -> tuple:
-    flops = plan.train.flops if plan.train.flops is not None else float("inf")
-    return (not plan.fits, flops, plan.mesh["fsdp"], plan.bytes_per_chip)
+    return (not plan.fits, plan.train.matmul_flops, plan.mesh["fsdp"], plan.bytes_per_chip)
 
 
 def search(
