@@ -33,7 +33,13 @@ def suggestions(plan: Plan) -> list[str]:
             f"(now {plan.mesh['fsdp']}; the state takes {state / GIB:.2f} GiB per chip)"
         )
     if not plan.remat:
-        out.append("recompute activations in the backward pass: --config.model.remat=True")
+        why = (
+            " (scan_layers without remat keeps every layer's activations: 3-9x the "
+            "temporaries of the unrolled model, benchmarks/RESULTS.md)"
+            if plan.scan_layers
+            else ""
+        )
+        out.append(f"recompute activations in the backward pass: --config.model.remat=True{why}")
     temps = plan.train.temp_bytes
     fixed = plan.train.total_bytes - temps
     if temps > 0 and fixed < budget:
