@@ -6,7 +6,8 @@ r"""Pre-trains ViT-B/16 on ImageNet-21k with the paper's recipe (Section 4.1, Ap
 Adam (b1 0.9, b2 0.999) with decoupled weight decay 0.1, batch 4096, learning rate 1e-3 with
 10k linear warmup steps then linear decay, sigmoid cross-entropy, dropout 0.1, a 768-wide
 tanh pre-logits layer and head bias -10, 90 epochs at 224 px. The paper's JFT-300M runs use
-the same recipe on a dataset that is not public.
+the same recipe on a dataset that is not public. Another model with the same recipe (its
+pre-logits as wide as the model): `configs/vit_b16_pretrain.py:ViT-L_16`.
 """
 
 from __future__ import annotations
@@ -19,9 +20,10 @@ EPOCHS = 90
 TRAIN_IMAGES = 14_197_122 - 51_200  # ImageNet-21k minus the held-out minival.
 
 
-def get_config() -> ml_collections.ConfigDict:
+def get_config(model: str = "ViT-B_16") -> ml_collections.ConfigDict:
     config = base.get_config()
-    config.model = base.model_config("ViT-B_16", representation_size=768, head_bias_init=-10.0)
+    width = base.model_config(model).hidden_size
+    config.model = base.model_config(model, representation_size=width, head_bias_init=-10.0)
     config.model.transformer.dropout_rate = 0.1
     config.pretrained_dir = ""  # From scratch.
 

@@ -15,6 +15,7 @@ from typing import Any
 
 import jax
 import numpy as np
+from jax.experimental import mesh_utils
 from jax.sharding import AxisType, Mesh, NamedSharding, PartitionSpec
 
 from vit_jax.errors import ConfigError
@@ -55,16 +56,44 @@ def mesh_shape(axes: Mapping[str, int], num_devices: int) -> dict[str, int]:
     return sizes
 
 
+def num_slices(devices: Sequence[Any]) -> int:
+    """TPU slices (ICI islands joined over the data-centre network) that `devices` span."""
+    return len({getattr(d, "slice_index", 0) for d in devices})
+
+
 def make_mesh(axes: Mapping[str, int], devices: Sequence[Any] | None = None) -> Mesh:
-    """A mesh over `devices` (default: all devices of all processes) with `MESH_AXES`."""
+    """A mesh over `devices` (default: all devices of all processes) with `MESH_AXES`.
+
+    Within a slice the devices are laid out along the physical torus (`create_device_mesh`).
+    Over several TPU slices the 'data' axis crosses the slow data-centre network (only the
+    gradient all-reduce does) and 'fsdp' stays inside each slice, where its all-gathers run
+    on the fast interconnect.
+    """
     devices = jax.devices() if devices is None else list(devices)
     sizes = mesh_shape(axes, len(devices))
-    return jax.make_mesh(
-        tuple(sizes[name] for name in MESH_AXES),
-        MESH_AXES,
-        axis_types=(AxisType.Auto,) * len(MESH_AXES),
-        devices=devices,
-    )
+    shape = tuple(sizes[name] for name in MESH_AXES)
+    slices = num_slices(devices)
+    if slices > 1:
+        if sizes["data"] % slices:
+            raise MeshError(
+                f"config.mesh {dict(axes)} resolves to {sizes}, but the {len(devices)} devices "
+                f"form {slices} slices and 'data' must be a multiple of {slices} (only 'data' "
+                "crosses slices); make mesh.fsdp divide the devices of one slice "
+                f"({len(devices) // slices})."
+            )
+        ici = (sizes["data"] // slices, sizes["fsdp"])  # Inside each slice.
+        dcn = (slices, 1)  # Between slices: data parallel only.
+        grid = mesh_utils.create_hybrid_device_mesh(
+            ici, dcn, devices, allow_split_physical_axes=True
+        )
+    else:
+        try:
+            grid = mesh_utils.create_device_mesh(shape, devices, allow_split_physical_axes=True)
+        except (AssertionError, ValueError, NotImplementedError):
+            # No physical layout for this shape (e.g. TPU v4 cores not in megacore mode): the
+            # devices in their given order still make a correct, if slower, mesh.
+            grid = np.asarray(devices, dtype=object).reshape(shape)
+    return Mesh(grid, MESH_AXES, axis_types=(AxisType.Auto,) * len(MESH_AXES))
 
 
 def fsdp_spec(shape: Sequence[int], fsdp_size: int) -> PartitionSpec:

@@ -18,6 +18,7 @@ import optax
 
 from vit_jax import models
 from vit_jax.losses import LossFn
+from vit_jax.models.micro_batch import MicroBatch
 
 Batch = dict[str, jax.Array]
 Metrics = dict[str, jax.Array]
@@ -113,19 +114,22 @@ def make_train_step(
 
 
 def make_eval_step(
-    model: nn.Module, loss_fn: LossFn, data_shards: int = 1
+    model: nn.Module,
+    loss_fn: LossFn,
+    data_shards: int = 1,
+    micro_batch: MicroBatch = "auto",
 ) -> Callable[[Any, Batch], Metrics]:
     """`(params, batch) -> sums over the real (mask=1) examples`: correct, loss and count.
 
     'Correct' is top-1 precision: the arg-max class has a positive label, which is accuracy
     for single-label data and stays meaningful for multi-label data. The forward pass runs in
     micro-batches on CPU (`models.micro_batched_apply`; the batch is split over
-    `data_shards` devices).
+    `data_shards` devices); `micro_batch` as in `models.micro_batch_size`.
     """
 
     def eval_step(params: Any, batch: Batch) -> Metrics:
         logits = models.micro_batched_apply(
-            model, params, batch["image"], data_shards=data_shards
+            model, params, batch["image"], micro_batch=micro_batch, data_shards=data_shards
         )  # [B, C]
         mask = batch["mask"].astype(jnp.float32)  # [B]
         top1 = jnp.argmax(logits, axis=-1)  # [B]

@@ -15,18 +15,16 @@ per host with `--coordinator_address=HOST0:PORT --num_processes=N --process_id=I
 from __future__ import annotations
 
 import dataclasses
-import difflib
 import json
 import math
 import os
 import sys
-from collections.abc import Iterable
 from typing import Any
 
 import jax
 import ml_collections
 
-from vit_jax import checkpoint, data, fewshot, metrics, runtime, sharding
+from vit_jax import checkpoint, config_cli, data, fewshot, metrics, runtime, sharding
 from vit_jax.checkpoint.train_state import CHECKPOINT_DIR, TrainCheckpointer
 from vit_jax.errors import ConfigError, TrainingDivergedError
 from vit_jax.trainer import Trainer, evaluate
@@ -72,8 +70,9 @@ def config_changes(workdir: str, config: ml_collections.ConfigDict) -> list[str]
     if not os.path.exists(path):
         return []
     with open(path) as f:
-        old = dict(_flatten(ml_collections.ConfigDict(json.load(f))))
-    new = dict(_flatten(ml_collections.ConfigDict(json.loads(config.to_json_best_effort()))))
+        old = dict(config_cli.flatten(ml_collections.ConfigDict(json.load(f))))
+    new_config = ml_collections.ConfigDict(json.loads(config.to_json_best_effort()))
+    new = dict(config_cli.flatten(new_config))
     return [
         f"{key}: {old.get(key)!r} -> {new.get(key)!r}"
         for key in sorted(set(old) | set(new))
@@ -238,15 +237,8 @@ USER_ERRORS = (ConfigError, data.DataError, checkpoint.CheckpointError)
 def _define_flags(flag_values: Any, argv: list[str]) -> Any:
     """The command-line flags, in their own FlagValues (so `main` can run more than once)."""
     from absl import flags
-    from ml_collections import config_flags
 
-    config = config_flags.DEFINE_config_file(
-        "config",
-        None,
-        "Config file, e.g. configs/digits.py or configs/finetune.py:b16,cifar10.",
-        flag_values=flag_values,
-        sys_argv=argv,  # Where the --config.key=value overrides are looked for.
-    )
+    config = config_cli.define_config_flag(flag_values, argv)
     define = dict(flag_values=flag_values)
     flags.DEFINE_string("workdir", None, "Checkpoints, metrics and the final .npz.", **define)
     flags.DEFINE_string(
@@ -259,48 +251,6 @@ def _define_flags(flag_values: Any, argv: list[str]) -> Any:
     )
     flags.mark_flags_as_required(["config", "workdir"], flag_values=flag_values)
     return config
-
-
-def _config_key_error(argv: list[str]) -> str | None:
-    """Names the first `--config.a.b=...` override whose key the config does not have."""
-    from absl import flags
-
-    plain = [arg for arg in argv if not arg.startswith("--config.")]
-    try:  # Load the config without the overrides, to look the keys up.
-        flag_values = flags.FlagValues()
-        config = _define_flags(flag_values, plain)
-        flag_values(plain)
-        known = [path for path, _ in _flatten(config.value)]
-    except Exception:
-        return None
-    for arg in argv[1:]:
-        if not arg.startswith("--config."):
-            continue
-        path = arg[len("--config.") :].split("=", 1)[0]
-        if path not in known and not any(k.startswith(path + ".") for k in known):
-            close = difflib.get_close_matches(path, known, n=1, cutoff=0.6)
-            hint = f" Did you mean {close[0]}?" if close else ""
-            return (
-                f"Unknown config key {path!r} in {arg}.{hint} Every key is defined, with a "
-                "comment, in configs/base.py."
-            )
-    return None
-
-
-def _flatten(config: Any, prefix: str = "") -> Iterable[tuple[str, Any]]:
-    for key, value in config.items():
-        if isinstance(value, ml_collections.ConfigDict):
-            yield from _flatten(value, f"{prefix}{key}.")
-        else:
-            yield f"{prefix}{key}", value
-
-
-def _last_line(error: Exception) -> str:
-    """The gist of a flag error: config-file errors arrive with their traceback as text."""
-    lines = [line.strip() for line in str(error).splitlines() if line.strip()]
-    if len(lines) <= 1:
-        return f"{type(error).__name__}: {error}"
-    return f"cannot load the config: {lines[-1]}"
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -318,7 +268,7 @@ def main(argv: list[str] | None = None) -> int:
         config = config_flag.value
         config.keys()  # A config file that failed to load raises here.
     except Exception as e:  # Whatever the flag or config-file problem, report it plainly.
-        message = _config_key_error(argv) or _last_line(e)
+        message = config_cli.config_key_error(argv) or config_cli.last_line(e)
         print(f"Error: {message}\nUsage: python -m vit_jax.train --config=configs/digits.py "
               "--workdir=DIR [--config.KEY=VALUE ...]", file=sys.stderr)  # fmt: skip
         return 2

@@ -19,10 +19,21 @@ from vit_jax import checkpoint, losses, models, optim, sharding
 from vit_jax.step import TrainState, make_eval_step, make_train_step
 
 
-def model_from_config(model_config: ml_collections.ConfigDict, num_classes: int):
-    """`config.model` (with `dtype` as a string such as 'bfloat16') -> VisionTransformer."""
+def model_from_config(
+    model_config: ml_collections.ConfigDict, num_classes: int, platform: str | None = None
+):
+    """`config.model` (with `dtype` as a string such as 'bfloat16') -> VisionTransformer.
+
+    `platform` ('cpu', 'gpu', 'tpu'): the devices the model will run on, when they are not
+    this process's default backend (a TPU program compiled ahead of time on a CPU host); the
+    'auto' attention then means what it means there, not on the host.
+    """
     fields = model_config.to_dict()
     fields["dtype"] = jnp.dtype(fields["dtype"])
+    if platform not in (None, jax.default_backend()) and fields["attention_implementation"] == (
+        "auto"
+    ):
+        fields["attention_implementation"] = "explicit" if platform == "cpu" else "xla"
     return models.build_model(fields, num_classes=num_classes)
 
 
@@ -51,7 +62,8 @@ class Trainer:
     def __init__(self, config: ml_collections.ConfigDict, mesh: jax.sharding.Mesh, info: Any):
         self.config = config
         self.mesh = mesh
-        self.model = model_from_config(config.model, info.num_classes)
+        platform = mesh.devices.flat[0].platform  # 'tpu' when planning a TPU run on a CPU host.
+        self.model = model_from_config(config.model, info.num_classes, platform)
         self.image_size = info.image_size
         self.tx, schedule = optim.make_optimizer(config)
         loss_fn = losses.get_loss(config.loss)
@@ -70,7 +82,7 @@ class Trainer:
             abstract,
             self.state_shardings,
         )
-        batch_sharding = sharding.batch_sharding(mesh)
+        self.batch_sharding = batch_sharding = sharding.batch_sharding(mesh)
         microbatch_sharding = jax.sharding.NamedSharding(
             mesh, jax.sharding.PartitionSpec(None, sharding.DATA_AXES)
         )
@@ -90,10 +102,26 @@ class Trainer:
             donate_argnums=(0,),
         )
         self.eval_step = jax.jit(
-            make_eval_step(self.model, loss_fn, sharding.num_data_shards(mesh)),
+            make_eval_step(
+                self.model,
+                loss_fn,
+                sharding.num_data_shards(mesh),
+                # CPU-only micro-batching follows the mesh's devices, not the host's backend.
+                micro_batch="auto" if platform == "cpu" else None,
+            ),
             in_shardings=(self.state_shardings.params, batch_sharding),
             out_shardings=sharding.replicated(mesh),
         )
+
+    def abstract_batch(self, batch: int, *, train: bool = True) -> dict[str, Any]:
+        """ShapeDtypeStructs of a global batch as the input pipeline delivers it, sharded."""
+        spec = lambda shape: jax.ShapeDtypeStruct(shape, jnp.float32, sharding=self.batch_sharding)
+        size = self.image_size
+        fields = {
+            "image": spec((batch, size, size, 3)),  # [B, H, W, 3]
+            "label": spec((batch, self.model.num_classes)),  # [B, C]
+        }
+        return fields if train else {**fields, "mask": spec((batch,))}  # mask [B]
 
     def _init_params(self, rng_init: jax.Array) -> Any:
         images = jnp.zeros((1, self.image_size, self.image_size, 3), jnp.float32)
@@ -110,30 +138,56 @@ class Trainer:
 
     def initial_state(self) -> TrainState:
         """Fresh parameters, or those of `config.pretrained_dir` with a fresh head."""
-        init = jax.jit(self._init, out_shardings=self.state_shardings)
-        state = init(*self._init_args)
         if not self.config.pretrained_dir:
-            return state
-        init_params = jax.device_get(
-            jax.jit(self._init_params, out_shardings=sharding.replicated(self.mesh))(
-                self._init_args[0]
-            )
+            return jax.jit(self._init, out_shardings=self.state_shardings)(*self._init_args)
+        params = self._pretrained_params()
+        opt_state = jax.jit(self.tx.init, out_shardings=self.state_shardings.opt_state)(params)
+        rng_train = self._init_args[1]
+        return TrainState(
+            step=jax.device_put(jnp.zeros((), jnp.int32), self.state_shardings.step),
+            params=params,
+            opt_state=opt_state,
+            rng=jax.device_put(rng_train, self.state_shardings.rng),
         )
+
+    def _pretrained_params(self) -> Any:
+        """The `.npz` parameters with a fresh head, each array placed shard by shard.
+
+        Only the head (and pre-logits) are initialised, on the devices (XLA drops the rest of
+        the initialiser); every other array's shape comes from `jax.eval_shape`. The file is
+        read once on the host, and each array is handed to the devices in its target
+        sharding and then dropped, so the host holds at most one copy and each device only
+        its shards (never the whole model, which FSDP exists to avoid).
+        """
+        rng_init = self._init_args[0]
+        fresh = ("head", "pre_logits")  # What load_pretrained may take from the initialiser.
+        init_fresh = jax.jit(
+            lambda rng: {k: v for k, v in self._init_params(rng).items() if k in fresh},
+            out_shardings=sharding.replicated(self.mesh),
+        )
+        init_params = {
+            **jax.eval_shape(self._init_params, rng_init),  # ShapeDtypeStructs.
+            **jax.device_get(init_fresh(rng_init)),  # Small: [D, classes] and [D, D].
+        }
         params = checkpoint.load_pretrained(
             pretrained_path=pretrained_path(self.config),
             init_params=init_params,
             model_config=self.config.model,
             image_size=self.image_size,
         )
-        params = jax.tree.map(
-            lambda x, s: jax.make_array_from_callback(
-                np.shape(x), s, lambda index, x=x: np.asarray(x, np.float32)[index]
-            ),
-            params,
-            self.state_shardings.params,
-        )
-        opt_state = jax.jit(self.tx.init, out_shardings=self.state_shardings.opt_state)(params)
-        return state.replace(params=params, opt_state=opt_state)
+        del init_params
+        leaves, treedef = jax.tree.flatten(params)
+        del params  # The leaves list holds the only host copy; each is freed once placed.
+        shardings = treedef.flatten_up_to(self.state_shardings.params)
+        placed = []
+        for i, target in enumerate(shardings):
+            host = np.asarray(leaves[i], np.float32)
+            leaves[i] = None
+            placed.append(
+                jax.make_array_from_callback(host.shape, target, lambda index, x=host: x[index])
+            )
+            del host
+        return jax.tree.unflatten(treedef, placed)
 
     def host_params(self, state: TrainState) -> Any:
         """The parameters as NumPy arrays on every process (gathered from their shards)."""

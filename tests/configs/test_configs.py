@@ -124,6 +124,12 @@ def test_pretrain_recipe():
     assert config.model.transformer.dropout_rate == 0.1
     assert (config.model.representation_size, config.model.head_bias_init) == (768, -10.0)
     assert config.pretrained_dir == ""
+    large = vit_b16_pretrain.get_config("ViT-H_14").model  # The same recipe, another model.
+    assert (large.hidden_size, large.representation_size, large.patches.size) == (
+        1280,
+        1280,
+        (14, 14),
+    )
 
 
 def test_digits_configs():

@@ -38,12 +38,22 @@ def stack_encoder_blocks(params: Mapping[str, Any]) -> dict[str, Any]:
 
 
 def unstack_encoder_blocks(params: Mapping[str, Any]) -> dict[str, Any]:
-    """Stacked tree -> published per-layer tree (no-op if already per-layer)."""
+    """Stacked tree -> published per-layer tree (no-op if already per-layer).
+
+    Leaves may be arrays or `jax.ShapeDtypeStruct`s (shapes from `jax.eval_shape`).
+    """
     if not is_stacked(params):
         return dict(params)
     encoder = dict(params["Transformer"])
     stacked = encoder.pop("encoderblock")
     num_layers = jax.tree.leaves(stacked)[0].shape[0]
     for layer in range(num_layers):
-        encoder[f"encoderblock_{layer}"] = jax.tree.map(lambda leaf, i=layer: leaf[i], stacked)
+        block = jax.tree.map(lambda leaf, i=layer: _layer(leaf, i), stacked)
+        encoder[f"encoderblock_{layer}"] = block
     return {**params, "Transformer": encoder}
+
+
+def _layer(leaf: Any, index: int) -> Any:
+    if isinstance(leaf, jax.ShapeDtypeStruct):
+        return jax.ShapeDtypeStruct(leaf.shape[1:], leaf.dtype)
+    return leaf[index]
