@@ -1,5 +1,9 @@
 """The device mesh and the declared sharding rules of the training state and the batches.
 
+Batches: `batch_sharding` splits the leading dimension over the data axes; `local_rows` says
+which contiguous rows of a global batch this process reads and `to_global` assembles them
+into global arrays.
+
 `config.mesh` maps axis names to sizes, e.g. `{'data': -1, 'fsdp': 1}`; -1 takes all devices
 left over. Batches are split over every axis (each device sees `batch / num_devices` images).
 Parameters and optimizer state are replicated over 'data' and, ZeRO-3 style, split over
@@ -119,9 +123,57 @@ def replicated(mesh: Mesh) -> NamedSharding:
     return NamedSharding(mesh, PartitionSpec())
 
 
-def batch_sharding(mesh: Mesh) -> NamedSharding:
-    """Leading (batch) dimension split over all of `DATA_AXES`."""
-    return NamedSharding(mesh, PartitionSpec(DATA_AXES))
+def batch_sharding(mesh: Mesh, data_axes: Sequence[str] = DATA_AXES) -> NamedSharding:
+    """Leading (batch) dimension split over those of `data_axes` the mesh has (else replicated)."""
+    axes = tuple(a for a in data_axes if a in mesh.axis_names)
+    return NamedSharding(mesh, PartitionSpec(axes if axes else None))
+
+
+def local_rows(global_batch: int, sharding: NamedSharding, key: str) -> tuple[int, int, int]:
+    """(local batch, shard index, shard count) of this process for a `global_batch`.
+
+    Each process holds a contiguous block of rows of the global batch; that block's position
+    is the process's data shard, so processes that share rows (e.g. a model axis spanning
+    hosts) read the same examples. Raises MeshError when `global_batch` does not split evenly
+    over the data devices.
+    """
+    mesh = sharding.mesh
+    axes = sharding.spec[0] or ()
+    axes = (axes,) if isinstance(axes, str) else tuple(axes)
+    num_data = math.prod(mesh.shape[a] for a in axes)
+    if global_batch <= 0 or global_batch % num_data:
+        lower = max(num_data, global_batch // num_data * num_data)
+        raise MeshError(
+            f"{key}={global_batch} must be a positive multiple of {num_data}, the number of "
+            f"devices along the mesh's data axes {axes} ({jax.process_count()} process(es) x "
+            f"{num_data // jax.process_count() or 1} per process); use e.g. {lower} or "
+            f"{lower + num_data}."
+        )
+    rows = sorted(
+        {
+            (s[0].start or 0, global_batch if s[0].stop is None else s[0].stop)
+            for s in sharding.addressable_devices_indices_map((global_batch,)).values()
+        }
+    )
+    start, stop = rows[0][0], rows[-1][1]
+    local = stop - start
+    covered = sum(b - a for a, b in rows)
+    if covered != local or global_batch % local or start % local:
+        raise MeshError(
+            f"This process's rows of the batch are not one evenly sized block ({rows}); "
+            "lay out the mesh so each process owns a contiguous slice of the data axes."
+        )
+    return local, start // local, global_batch // local
+
+
+def to_global(
+    batch: dict[str, np.ndarray], sharding: NamedSharding, global_batch: int
+) -> dict[str, jax.Array]:
+    """This process's rows -> global arrays of `global_batch` rows, sharded over the mesh."""
+    return {
+        k: jax.make_array_from_process_local_data(sharding, v, (global_batch, *v.shape[1:]))
+        for k, v in batch.items()
+    }
 
 
 def num_data_shards(mesh: Mesh) -> int:

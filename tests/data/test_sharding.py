@@ -8,7 +8,7 @@ import pytest
 
 from vit_jax import data
 from vit_jax.data import pipeline
-from vit_jax.data.sharding import batch_sharding, local_rows
+from vit_jax.sharding import batch_sharding, local_rows
 
 
 def _train_rows(dataset, global_batch: int, processes: int, batches: int) -> np.ndarray:

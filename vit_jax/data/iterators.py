@@ -17,11 +17,10 @@ from jax.sharding import Mesh, NamedSharding
 from vit_jax.data import pipeline
 from vit_jax.data.dataset import Dataset, open_dataset
 from vit_jax.data.errors import DataError
-from vit_jax.data.sharding import batch_sharding, local_rows, to_global
+from vit_jax.sharding import DATA_AXES, batch_sharding, local_rows, to_global
 
 Batch = dict[str, jax.Array]
 HostBatch = dict[str, np.ndarray]
-DATA_AXES = ("data", "fsdp")
 
 
 def _to_numpy(batch: dict[str, tf.Tensor]) -> HostBatch:
