@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import difflib
-from collections.abc import Iterable
+import sys
+from collections.abc import Callable, Iterable
 from typing import Any
 
 import ml_collections
@@ -18,6 +19,31 @@ def define_config_flag(flag_values: Any, argv: list[str]) -> Any:
     return config_flags.DEFINE_config_file(
         "config", None, CONFIG_HELP, flag_values=flag_values, sys_argv=argv
     )
+
+
+def parse_command_line(
+    argv: list[str], define_flags: Callable[[Any, list[str]], Any], doc: str, usage: str
+) -> tuple[ml_collections.ConfigDict, Any] | int:
+    """Parses `argv` with the flags `define_flags(flag_values, argv)` defines (it returns the
+    config flag). Returns (config, flag_values), or the exit code: 0 after printing `doc` for
+    --help, 2 after printing a one-line error and `usage` for a bad flag or config file.
+    """
+    from absl import flags
+
+    flag_values = flags.FlagValues()
+    config_flag = define_flags(flag_values, argv)
+    if {"-h", "--help"} & set(argv[1:]):
+        print(f"{doc}\nFlags:\n{flag_values.get_help()}")
+        return 0
+    try:
+        flag_values(argv)
+        config = config_flag.value
+        config.keys()  # A config file that failed to load raises here.
+    except Exception as e:  # Whatever the flag or config-file problem, report it plainly.
+        message = config_key_error(argv) or last_line(e)
+        print(f"Error: {message}\n{usage}", file=sys.stderr)
+        return 2
+    return config, flag_values
 
 
 def flatten(config: Any, prefix: str = "") -> Iterable[tuple[str, Any]]:

@@ -255,23 +255,15 @@ def _define_flags(flag_values: Any, argv: list[str]) -> Any:
 
 def main(argv: list[str] | None = None) -> int:
     """Parses the command line, joins a multi-host job if any, trains; returns the exit code."""
-    from absl import flags
-
     argv = list(sys.argv if argv is None else argv)
-    flag_values = flags.FlagValues()
-    config_flag = _define_flags(flag_values, argv)
-    if {"-h", "--help"} & set(argv[1:]):
-        print(f"{__doc__}\nFlags:\n{flag_values.get_help()}")
-        return 0
-    try:
-        flag_values(argv)
-        config = config_flag.value
-        config.keys()  # A config file that failed to load raises here.
-    except Exception as e:  # Whatever the flag or config-file problem, report it plainly.
-        message = config_cli.config_key_error(argv) or config_cli.last_line(e)
-        print(f"Error: {message}\nUsage: python -m vit_jax.train --config=configs/digits.py "
-              "--workdir=DIR [--config.KEY=VALUE ...]", file=sys.stderr)  # fmt: skip
-        return 2
+    usage = (
+        "Usage: python -m vit_jax.train --config=configs/digits.py --workdir=DIR "
+        "[--config.KEY=VALUE ...]"
+    )
+    parsed = config_cli.parse_command_line(argv, _define_flags, __doc__, usage)
+    if isinstance(parsed, int):
+        return parsed
+    config, flag_values = parsed
     try:
         runtime.initialize_distributed(
             coordinator_address=flag_values.coordinator_address,

@@ -157,22 +157,11 @@ def dataclasses_dict(candidate: plan_search.Candidate) -> dict[str, Any]:
 
 def main(argv: list[str] | None = None) -> int:
     """Parses the command line and plans the run; returns the exit code."""
-    from absl import flags
-
     argv = list(sys.argv if argv is None else argv)
-    flag_values = flags.FlagValues()
-    config_flag = _define_flags(flag_values, argv)
-    if {"-h", "--help"} & set(argv[1:]):
-        print(f"{__doc__}\nFlags:\n{flag_values.get_help()}")
-        return 0
-    try:
-        flag_values(argv)
-        config = config_flag.value
-        config.keys()  # A config file that failed to load raises here.
-    except Exception as e:  # Whatever the flag or config-file problem, report it plainly.
-        message = config_cli.config_key_error(argv) or config_cli.last_line(e)
-        print(f"Error: {message}\n{USAGE}", file=sys.stderr)
-        return 2
+    parsed = config_cli.parse_command_line(argv, _define_flags, __doc__, USAGE)
+    if isinstance(parsed, int):
+        return parsed
+    config, flag_values = parsed
     try:
         return run(config, flag_values)
     except ConfigError as e:  # Topology, mesh, batch, dataset: one paragraph, status 2.
