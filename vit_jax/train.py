@@ -24,6 +24,7 @@ import json
 import math
 import os
 import sys
+import traceback
 from collections.abc import Iterable
 from typing import Any
 
@@ -356,9 +357,11 @@ def _report(error: Exception, workdir: str, verbose: bool) -> None:
     log = os.path.join(workdir, run_log.LOG_FILE)
     where = ""
     if os.path.isdir(workdir) and not isinstance(error, WorkdirError):
-        with run_log.diverted_logs(workdir, verbose=verbose):
+        with run_log.diverted_logs(workdir):
             run_log.log_details(error)
         where = f" (Details: {log}.)"
+    if verbose:
+        traceback.print_exception(error, file=sys.stderr)
     print(f"Error: {error}{where}", file=sys.stderr)
 
 

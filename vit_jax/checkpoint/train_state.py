@@ -278,8 +278,8 @@ class TrainCheckpointer:
             pass
 
 
-def _shapes(tree: Any) -> dict[str, tuple[tuple[int, ...], str]]:
-    """`{"params/Transformer/...": (shape, dtype)}`, the same for a TrainState and its metadata."""
+def _shapes(tree: Any) -> dict[str, str]:
+    """`{"params/Transformer/...": "float32[16, 32]"}`, alike for a TrainState and its metadata."""
 
     def name(key: Any) -> str:
         for attribute in ("key", "name", "idx"):
@@ -288,7 +288,7 @@ def _shapes(tree: Any) -> dict[str, tuple[tuple[int, ...], str]]:
         return str(key)
 
     return {
-        "/".join(name(k) for k in path): (tuple(leaf.shape), str(np.dtype(leaf.dtype)))
+        "/".join(name(k) for k in path): f"{np.dtype(leaf.dtype)}{list(leaf.shape)}"
         for path, leaf in jax.tree_util.tree_flatten_with_path(tree)[0]
         if hasattr(leaf, "shape")
     }
