@@ -18,11 +18,19 @@ DIVERTED = ("absl", "asyncio", "orbax", "jax._src.distributed")  # Loggers that 
 _DETAILS = logging.getLogger("vit_jax.details")  # Full tracebacks of reported errors.
 
 
+class _LogFile(logging.FileHandler):
+    """A log file that stays silent when it cannot be written (a full disk): the failure
+    that filled the disk is reported by the trainer, not as logging's own traceback."""
+
+    def handleError(self, record: logging.LogRecord) -> None:
+        del record
+
+
 @contextlib.contextmanager
 def diverted_logs(workdir: str, *, verbose: bool = False) -> Iterator[str]:
     """Sends the library loggers to `workdir/train.log` (appending) for the block."""
     path = os.path.join(workdir, LOG_FILE)
-    handler = logging.FileHandler(path)
+    handler = _LogFile(path)
     handler.setFormatter(logging.Formatter("%(asctime)s %(name)s %(levelname)s %(message)s"))
     handler.setLevel(logging.WARNING)
     loggers = [logging.getLogger(name) for name in (*DIVERTED, _DETAILS.name)]

@@ -53,11 +53,16 @@ def step_dir(workdir, step: int) -> str:
 
 def largest_array_file(workdir, step: int) -> str:
     """The biggest OCDBT data file of checkpoint `step` (where most parameters live)."""
+    return largest_data_file(os.path.join(step_dir(workdir, step), "state"))
+
+
+def largest_data_file(state_dir) -> str:
+    """The biggest file in an OCDBT `d/` directory under `state_dir`."""
     files = [
         os.path.join(root, name)
-        for root, _, names in os.walk(os.path.join(step_dir(workdir, step), "state"))
+        for root, _, names in os.walk(state_dir)
+        if os.path.basename(root) == "d"
         for name in names
-        if os.sep + "d" + os.sep in os.path.join(root, name) + os.sep
     ]
     return max(files, key=os.path.getsize)
 

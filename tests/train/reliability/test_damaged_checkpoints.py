@@ -8,30 +8,9 @@ import os
 
 import pytest
 
-from tests.train import faults, synthetic
-from tests.train.conftest import REPO_ROOT
-from vit_jax import run_log, runtime, train
+from tests.train.reliability import faults
+from vit_jax import run_log
 from vit_jax.checkpoint import integrity, resume, train_state
-
-
-@pytest.fixture(autouse=True)
-def in_repo_root(monkeypatch):
-    monkeypatch.chdir(REPO_ROOT)
-
-
-@pytest.fixture(scope="module")
-def runs(tmp_path_factory):
-    """(reference, stopped): an uninterrupted run; the same run preempted after step 6."""
-    root = tmp_path_factory.mktemp("runs")
-    reference, stopped = str(root / "reference"), str(root / "stopped")
-    with pytest.MonkeyPatch.context() as patch:
-        patch.chdir(REPO_ROOT)
-        patch.setattr(train, "data", synthetic.SyntheticData())
-        assert train.main(["vit_jax.train", *faults.ARGS, f"--workdir={reference}"]) == 0
-        patch.setattr(runtime.Preemption, "reached", lambda self, step: step == 6)
-        assert train.main(["vit_jax.train", *faults.ARGS, f"--workdir={stopped}"]) == 0
-    assert sorted(os.listdir(os.path.join(stopped, train_state.CHECKPOINT_DIR))) == ["2", "4", "6"]
-    return reference, stopped
 
 
 def _data_file(step_dir: str) -> str:
@@ -64,9 +43,8 @@ FAULTS = {
 
 @pytest.mark.parametrize("fault", sorted(FAULTS))
 def test_damaged_newest_checkpoint_is_set_aside_and_the_run_replays_exactly(
-    fault, runs, tmp_path, monkeypatch, capsys
+    fault, reference, stopped, tmp_path, monkeypatch, capsys
 ):
-    reference, stopped = runs
     workdir = faults.copy_workdir(stopped, tmp_path / "run")
     pick, damage, problem = FAULTS[fault]
     path = pick(workdir, 6)
@@ -86,9 +64,8 @@ def test_damaged_newest_checkpoint_is_set_aside_and_the_run_replays_exactly(
 
 
 def test_no_intact_checkpoint_stops_with_one_paragraph_and_keeps_them_all(
-    runs, tmp_path, monkeypatch, capsys
+    stopped, tmp_path, monkeypatch, capsys
 ):
-    _, stopped = runs
     workdir = faults.copy_workdir(stopped, tmp_path / "run")
     before = {}
     for step in (2, 4, 6):
@@ -107,9 +84,8 @@ def test_no_intact_checkpoint_stops_with_one_paragraph_and_keeps_them_all(
 
 @pytest.mark.parametrize("verbose", [False, True])
 def test_checkpoint_of_another_model_names_the_change_and_logs_details(
-    verbose, runs, tmp_path, monkeypatch, capsys
+    verbose, stopped, tmp_path, monkeypatch, capsys
 ):
-    _, stopped = runs
     workdir = faults.copy_workdir(stopped, tmp_path / "run")
     flags = ["--config.model.hidden_size=32", *(["--verbose"] if verbose else [])]
 
