@@ -34,6 +34,7 @@ from vit_jax.errors import WorkdirError
 ITERATOR_PREFIX = "iterator"
 CHECKPOINT_DIR = "checkpoints"  # Orbax checkpoints live in workdir/checkpoints/<step>/.
 TMP_MARKER = ".orbax-checkpoint-tmp"  # Orbax's suffix for a checkpoint still being written.
+SPACE_MARGIN_BYTES = 64 << 10  # Beyond one checkpoint's size: Orbax's metadata and locks.
 
 
 class CheckpointDamaged(Exception):
@@ -148,8 +149,15 @@ class TrainCheckpointer:
         self._manager.reload()
 
     def save(self, step: int, state: Any, iterator: ResumableIterator) -> None:
-        """Starts saving; call `wait()` (or `poll_save()` every step) before relying on it."""
-        self._bytes_per_checkpoint = sum(x.nbytes for x in jax.tree.leaves(state))
+        """Starts saving; call `wait()` (or `poll_save()` every step) before relying on it.
+
+        Raises WorkdirError at once when the disk has less free space than the last
+        checkpoint took (a full disk is the usual failure, and this way nothing is written).
+        """
+        self._bytes_per_checkpoint = self._checkpoint_bytes(state)
+        free = _free_bytes(os.fspath(self.directory))
+        if free is not None and free < self._bytes_per_checkpoint + SPACE_MARGIN_BYTES:
+            raise self._save_error(step, None, before=True)
         checksums = integrity.array_checksums(state)  # Before the next step donates `state`.
         try:
             self._manager.save(
@@ -182,17 +190,35 @@ class TrainCheckpointer:
             raise self._save_error(self._pending, None)  # Orbax logged it and moved on.
         self._pending = None
 
-    def _save_error(self, step: int | None, error: Exception | None) -> WorkdirError:
+    def _checkpoint_bytes(self, state: Any) -> int:
+        """The size of the newest checkpoint on disk, else of the arrays in memory."""
+        latest = self._manager.latest_step()
+        if latest is not None and fs.is_local(os.fspath(self.directory)):
+            path = os.fspath(self.directory / str(latest))
+            sizes = [
+                os.path.getsize(os.path.join(root, name))
+                for root, _, names in os.walk(path)
+                for name in names
+            ]
+            if sizes:
+                return sum(sizes)
+        return sum(x.nbytes for x in jax.tree.leaves(state))
+
+    def _save_error(
+        self, step: int | None, error: Exception | None, before: bool = False
+    ) -> WorkdirError:
         """The message for a save that failed: where, the free space, the space needed."""
         self._pending = None
         self._remove_unfinished()
         directory = os.fspath(self.directory)
         free = _free_bytes(directory)
-        cause = f" ({_first_line(error)})" if error is not None else ""
+        cause = f" ({_gist(error)})" if error is not None else ""
         kept = self.all_steps()
+        what = "Not enough space to save" if before else "Saving"
         return WorkdirError(
-            f"Saving checkpoint step {step} in {directory} failed{cause}. Free space there: "
-            f"{_mib(free)}; one checkpoint needs about {_mib(self._bytes_per_checkpoint)}. "
+            f"{what} checkpoint step {step} in {directory}{'' if before else ' failed'}"
+            f"{cause}. Free space there: {_size(free)}; one checkpoint needs about "
+            f"{_size(self._bytes_per_checkpoint)}. "
             f"Training stopped; the earlier checkpoints ({_steps(kept)}) are intact. Free some "
             "space (or lower config.keep_checkpoints) and run the same command to resume."
         )
@@ -323,8 +349,22 @@ def _free_bytes(directory: str) -> int | None:
         return None
 
 
-def _mib(n: int | None) -> str:
-    return "unknown" if n is None else f"{n / 2**20:,.1f} MiB"
+def _size(n: int | None) -> str:
+    if n is None:
+        return "unknown"
+    for unit, scale in (("GiB", 2**30), ("MiB", 2**20), ("KiB", 2**10)):
+        if n >= scale:
+            return f"{n / scale:,.1f} {unit}"
+    return f"{n} bytes"
+
+
+def _gist(error: BaseException, limit: int = 400) -> str:
+    """One line of `error`; long TensorStore messages keep their start and their end, where
+    the OS error (e.g. "No space left on device") is."""
+    text = " ".join(str(error).split())
+    if len(text) > limit:
+        text = f"{text[: limit // 2]} ... {text[-limit // 2 :]}"
+    return f"{type(error).__name__}: {text}".rstrip(". ")
 
 
 def _steps(steps: list[int]) -> str:

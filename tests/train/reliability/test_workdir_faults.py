@@ -69,12 +69,16 @@ def fill(directory: str, leave: int) -> str:
     return ballast
 
 
-@pytest.mark.parametrize("disk", ["tmpfs", "simulated_enospc"])
+@pytest.mark.parametrize("disk", ["tmpfs", "tmpfs_async", "simulated_enospc"])
 def test_full_disk_stops_at_once_keeps_checkpoints_and_resumes_exactly(
     disk, reference, run_at, tmp_path, monkeypatch, capsys
 ):
+    """tmpfs: the space check before the save refuses it; tmpfs_async (that check off) and
+    simulated_enospc: the asynchronous write itself fails."""
     with contextlib.ExitStack() as stack:
-        if disk == "tmpfs":
+        if disk == "tmpfs_async":
+            monkeypatch.setattr(train_state, "SPACE_MARGIN_BYTES", -(1 << 50))
+        if disk.startswith("tmpfs"):
             mount = stack.enter_context(small_disk(str(tmp_path / "disk")))
             workdir = run_at(4, os.path.join(mount, "run"))
             ballast = fill(mount, leave=SLACK_BYTES)
@@ -88,16 +92,21 @@ def test_full_disk_stops_at_once_keeps_checkpoints_and_resumes_exactly(
         code, out, err = faults.run_cli(monkeypatch, capsys, workdir, data=data)
 
         assert code == 2
-        assert f"Saving checkpoint step 6 in {checkpoints_dir} failed" in err
+        assert f"checkpoint step 6 in {checkpoints_dir}" in err
         assert "Free space there: " in err and "one checkpoint needs about " in err
         assert "Traceback" not in out + err and len(err.strip().splitlines()) == 1
-        assert max(faults.losses(workdir)) <= 7  # Stopped at the step after the failed save.
+        assert "Done" not in out  # Stopped before the end ...
+        if disk == "tmpfs":  # ... and, with the check before the save, at step 6 itself.
+            assert "Not enough space to save" in err and max(faults.losses(workdir)) == 6
+        else:  # The write failed: the OS error is quoted.
+            assert "No space left on device" in err
         assert sorted(os.listdir(checkpoints_dir)) == ["2", "4"]  # No temporary leftovers.
         for step, files in kept.items():
             assert faults.all_files(faults.step_dir(workdir, step)) == files
 
-        if disk == "tmpfs":
-            os.remove(ballast)  # Space again.
+        if disk.startswith("tmpfs"):
+            os.remove(ballast)
+        monkeypatch.undo()  # Space again.
         code, out, err = faults.run_cli(monkeypatch, capsys, workdir)
         assert code == 0, err
         assert "Resuming from step 4" in out
