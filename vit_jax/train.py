@@ -100,8 +100,9 @@ def _diverged(step: int, problem: str, checkpoints: TrainCheckpointer) -> Traini
         else "No checkpoint was saved before it, so a rerun starts afresh"
     )
     aside = (
-        f" The checkpoints of steps {', '.join(map(str, bad))} hold the state that produced "
-        f"it; they were moved to {os.path.dirname(moved[0])}."
+        f" The {'checkpoints of steps' if len(bad) > 1 else 'checkpoint of step'} "
+        f"{', '.join(map(str, bad))} already held the state that produced it; moved to "
+        f"{os.path.dirname(moved[0])}."
         if bad
         else ""
     )
