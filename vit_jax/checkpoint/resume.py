@@ -15,6 +15,7 @@ from typing import Any
 import jax
 from jax.experimental import multihost_utils
 
+from vit_jax import run_log
 from vit_jax.checkpoint import fs
 from vit_jax.checkpoint.train_state import CheckpointDamaged, ResumableIterator, TrainCheckpointer
 from vit_jax.errors import WorkdirError
@@ -59,6 +60,7 @@ def restore_newest_intact(
         try:
             return step, checkpoints.restore(step, abstract_state, iterator)
         except CheckpointDamaged as e:
+            run_log.log_details(e)  # Orbax's own error, if any, is its __cause__.
             where = set_aside(checkpoints, step)
             damaged.append(f"step {step} ({e.path}: {e.problem})")
             report(
