@@ -186,7 +186,7 @@ class TrainCheckpointer:
             self._manager.check_for_errors()
         except Exception as e:
             raise self._save_error(self._pending, e) from e
-        if self._pending is not None and self._pending not in self._manager.all_steps():
+        if self._pending is not None and not (self.directory / str(self._pending)).exists():
             raise self._save_error(self._pending, None)  # Orbax logged it and moved on.
         self._pending = None
 
