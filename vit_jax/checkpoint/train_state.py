@@ -29,6 +29,7 @@ import orbax.checkpoint as ocp
 from etils import epath
 
 from vit_jax.checkpoint import fs, integrity
+from vit_jax.checkpoint.errors import CheckpointError
 from vit_jax.errors import WorkdirError
 
 ITERATOR_PREFIX = "iterator"
@@ -391,6 +392,15 @@ def load_params(workdir: str | os.PathLike, step: int | None = None) -> dict[str
     elif step not in steps:
         raise FileNotFoundError(f"{workdir} has no checkpoint at step {step}; it has {steps}.")
     state_dir = root / str(step) / "state"
+    try:
+        if fs.is_local(os.fspath(state_dir)):
+            integrity.verify_file_manifest(state_dir)
+    except integrity.Damage as e:
+        raise CheckpointError(
+            f"Checkpoint step {step} of {workdir} is damaged: {e.path}: {e.problem}. Pass "
+            f"another step (it has {steps}), or run the trainer in that workdir, which sets "
+            "damaged checkpoints aside and resumes from an intact one."
+        ) from e
     checkpointer = ocp.PyTreeCheckpointer()
     metadata = checkpointer.metadata(state_dir)
     tree = getattr(metadata, "item_metadata", metadata)

@@ -10,7 +10,7 @@ import pytest
 
 from tests.train.reliability import faults
 from vit_jax import run_log
-from vit_jax.checkpoint import integrity, resume, train_state
+from vit_jax.checkpoint import CheckpointError, integrity, resume, train_state
 
 
 def _data_file(step_dir: str) -> str:
@@ -99,3 +99,12 @@ def test_checkpoint_of_another_model_names_the_change_and_logs_details(
     with open(os.path.join(workdir, run_log.LOG_FILE)) as f:
         assert "Traceback" in f.read()
     assert sorted(os.listdir(os.path.join(workdir, train_state.CHECKPOINT_DIR))) == ["2", "4", "6"]
+
+
+def test_reading_a_damaged_checkpoint_for_conversion_names_the_file(stopped, tmp_path):
+    workdir = faults.copy_workdir(stopped, tmp_path / "run")
+    path = faults.largest_array_file(workdir, 6)
+    faults.truncate(path)
+    with pytest.raises(CheckpointError, match=f"step 6 of .* is damaged: {path}: the file has"):
+        train_state.load_params(workdir)
+    assert train_state.load_params(workdir, step=4)  # The others still read.
