@@ -267,9 +267,9 @@ class TrainCheckpointer:
         return restored["state"]
 
     def _verify_files(self, step: int, step_dir: epath.Path) -> bool:
-        """Checks the file manifests; False for a checkpoint saved without checksums."""
-        if not fs.is_local(os.fspath(step_dir)):
-            return False  # Remote checkpoints: the array checksums alone (see README).
+        """Checks the file manifests; whether the checkpoint has checksums to compare."""
+        if not fs.is_local(os.fspath(step_dir)):  # Remote: the array checksums alone.
+            return (step_dir / "integrity").exists()
         verified = True
         for item in ("state", "data"):
             try:
