@@ -17,6 +17,7 @@ import socket
 import tempfile
 import threading
 import urllib.error
+import urllib.parse
 import urllib.request
 import uuid
 from collections.abc import Iterator
@@ -53,11 +54,12 @@ def check_reachable(path: str | os.PathLike, what: str = "path") -> None:
     host = REMOTE_HOSTS.get(scheme)
     if host is None or host in _reached:
         return
+    address = _first_hop(host)
     outcome: list[BaseException | None] = []
 
     def connect() -> None:
         try:
-            socket.create_connection((host, 443), timeout=REACH_TIMEOUT_S).close()
+            socket.create_connection(address, timeout=REACH_TIMEOUT_S).close()
             outcome.append(None)
         except OSError as e:
             outcome.append(e)
@@ -69,11 +71,22 @@ def check_reachable(path: str | os.PathLike, what: str = "path") -> None:
     if error is None:
         _reached.add(host)
         return
+    via = f" (through the proxy {address[0]}:{address[1]})" if address[0] != host else ""
     raise UnreachableError(
-        f"Cannot reach {path} ({what}): {host} is unreachable from here ({error}). Without "
+        f"Cannot reach {path} ({what}): {host}{via} is unreachable from here ({error}). Without "
         "network access, copy the files to a local directory and pass its path instead; "
         "otherwise check the network, proxy and credentials."
     )
+
+
+def _first_hop(host: str) -> tuple[str, int]:
+    """(host, port) a connection to `host` goes to first: an https proxy if one is set (and
+    `host` is not in no_proxy), since a direct connection may be blocked where it works."""
+    proxy = urllib.request.getproxies().get("https")
+    if not proxy or urllib.request.proxy_bypass(host):
+        return host, 443
+    parsed = urllib.parse.urlsplit(proxy if "://" in proxy else f"http://{proxy}")
+    return parsed.hostname or host, parsed.port or (443 if parsed.scheme == "https" else 80)
 
 
 def _gfile() -> Any:

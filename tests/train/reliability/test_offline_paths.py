@@ -21,6 +21,8 @@ from vit_jax.checkpoint import UnreachableError, fs, load
 def offline(monkeypatch):
     monkeypatch.setitem(fs.REMOTE_HOSTS, "gs", "storage.invalid")
     monkeypatch.setattr(fs, "_reached", set())
+    for proxy in ("https_proxy", "HTTPS_PROXY"):  # A proxy would be what gets checked.
+        monkeypatch.delenv(proxy, raising=False)
 
 
 @pytest.mark.parametrize(
@@ -58,3 +60,11 @@ def test_load_and_other_schemes():
         load("gs://vit_models/imagenet21k/ViT-B_16.npz")
     fs.check_reachable("ram://anything", "test")  # No service behind it to check.
     fs.check_reachable("/local/path", "test")
+
+
+def test_through_an_unreachable_proxy(monkeypatch):
+    monkeypatch.setitem(fs.REMOTE_HOSTS, "gs", "storage.googleapis.com")
+    monkeypatch.setenv("https_proxy", "http://proxy.invalid:3128")
+    monkeypatch.delenv("no_proxy", raising=False)
+    with pytest.raises(UnreachableError, match=r"through the proxy proxy\.invalid:3128"):
+        fs.check_reachable("gs://bucket/x", "test")
