@@ -27,6 +27,7 @@ import jax
 import numpy as np
 import orbax.checkpoint as ocp
 from etils import epath
+from jax.experimental import multihost_utils
 
 from vit_jax.checkpoint import fs, integrity
 from vit_jax.checkpoint.errors import CheckpointError
@@ -41,9 +42,9 @@ SPACE_MARGIN_BYTES = 64 << 10  # Beyond one checkpoint's size: Orbax's metadata 
 class CheckpointDamaged(Exception):
     """A checkpoint that cannot be restored as written: `step`, `path` (the file) and `problem`."""
 
-    def __init__(self, step: int, path: str, problem: str, details: str = ""):
+    def __init__(self, step: int, path: str, problem: str):
         super().__init__(f"Checkpoint step {step} is damaged: {path}: {problem}")
-        self.step, self.path, self.problem, self.details = step, path, problem, details
+        self.step, self.path, self.problem = step, path, problem
 
 
 class CheckpointMismatch(Exception):
@@ -117,7 +118,6 @@ class TrainCheckpointer:
     """Keeps the last `keep` checkpoints of a run in `directory`, with checksums."""
 
     def __init__(self, directory: str | os.PathLike, *, keep: int, asynchronous: bool = True):
-        self._asynchronous = asynchronous
         self._pending: int | None = None  # The step of a save that may still be running.
         self._bytes_per_checkpoint = 0
         self._manager = ocp.CheckpointManager(
@@ -157,7 +157,10 @@ class TrainCheckpointer:
         """
         self._bytes_per_checkpoint = self._checkpoint_bytes(state)
         free = _free_bytes(os.fspath(self.directory))
-        if free is not None and free < self._bytes_per_checkpoint + SPACE_MARGIN_BYTES:
+        full = free is not None and free < self._bytes_per_checkpoint + SPACE_MARGIN_BYTES
+        if jax.process_count() > 1:  # Process 0 decides for all: none may enter the save alone.
+            full = bool(multihost_utils.broadcast_one_to_all(np.asarray(full)))
+        if full:
             raise self._save_error(step, None, before=True)
         checksums = integrity.array_checksums(state)  # Before the next step donates `state`.
         try:
@@ -250,9 +253,7 @@ class TrainCheckpointer:
         try:
             restored = self._manager.restore(step, args=ocp.args.Composite(**items))
         except Exception as e:
-            raise CheckpointDamaged(
-                step, _named_file(e, step_dir), _first_line(e), details=repr(e)
-            ) from e
+            raise CheckpointDamaged(step, _named_file(e, step_dir), _first_line(e)) from e
         if verified:
             stored = restored["integrity"]["arrays"]
             bad = integrity.compare_checksums(stored, integrity.array_checksums(restored["state"]))
@@ -283,9 +284,7 @@ class TrainCheckpointer:
         try:
             metadata = ocp.StandardCheckpointHandler().metadata(step_dir / "state")
         except Exception as e:
-            raise CheckpointDamaged(
-                step, _named_file(e, step_dir), _first_line(e), details=repr(e)
-            ) from e
+            raise CheckpointDamaged(step, _named_file(e, step_dir), _first_line(e)) from e
         tree = getattr(metadata, "item_metadata", metadata)
         saved = _shapes(getattr(tree, "tree", tree))
         wanted = _shapes(abstract_state)
@@ -341,6 +340,9 @@ def _first_line(error: BaseException | None) -> str:
 
 
 def _free_bytes(directory: str) -> int | None:
+    """Free bytes on the local file system holding `directory`; None for remote paths."""
+    if not fs.is_local(directory):
+        return None
     path = directory
     while not os.path.exists(path) and os.path.dirname(path) != path:
         path = os.path.dirname(path)
