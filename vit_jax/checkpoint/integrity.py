@@ -133,10 +133,18 @@ def verify_file_manifest(directory: str | os.PathLike) -> bool:
     for relative, entry in sorted(entries.items()):
         path = os.path.join(directory, relative)
         if not os.path.exists(path):
-            raise Damage(path, "the file is missing")
+            raise Damage(path, "the file is missing (deleted, or an incomplete copy)")
         size = os.path.getsize(path)
         if size != entry["size"]:
-            raise Damage(path, f"the file has {size} bytes where {entry['size']} were written")
+            raise Damage(
+                path,
+                f"the file has {size} bytes where {entry['size']} were written (truncated by "
+                "an interrupted copy or a full disk)",
+            )
         if "crc32" in entry and _crc32(path) != entry["crc32"]:
-            raise Damage(path, "the file's contents changed since it was written (CRC-32)")
+            raise Damage(
+                path,
+                "the file's contents changed since it was written (CRC-32 mismatch: disk or "
+                "transfer corruption, or an edit)",
+            )
     return True
