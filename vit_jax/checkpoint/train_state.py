@@ -195,18 +195,21 @@ class TrainCheckpointer:
         self._pending = None
 
     def _checkpoint_bytes(self, state: Any) -> int:
-        """The size of the newest checkpoint on disk, else of the arrays in memory."""
-        latest = self._manager.latest_step()
-        if latest is not None and fs.is_local(os.fspath(self.directory)):
-            path = os.fspath(self.directory / str(latest))
+        """The size of the newest finished checkpoint on disk (one may still be in flight),
+        else of the arrays in memory, whichever is larger."""
+        in_memory = sum(x.nbytes for x in jax.tree.leaves(state))
+        if not fs.is_local(os.fspath(self.directory)):
+            return in_memory
+        for step in reversed(self.all_steps()):
+            path = os.fspath(self.directory / str(step))
             sizes = [
                 os.path.getsize(os.path.join(root, name))
                 for root, _, names in os.walk(path)
                 for name in names
             ]
             if sizes:
-                return sum(sizes)
-        return sum(x.nbytes for x in jax.tree.leaves(state))
+                return max(sum(sizes), in_memory)
+        return in_memory
 
     def _save_error(
         self, step: int | None, error: Exception | None, before: bool = False

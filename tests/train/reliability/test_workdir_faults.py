@@ -44,7 +44,7 @@ class FullDiskData(synthetic.SyntheticData):
 
 
 @contextlib.contextmanager
-def small_disk(directory: str, size: str = "2m"):
+def small_disk(directory: str, size: str = "8m"):
     """A real tmpfs mounted at `directory` (needs root); skips the test where not allowed."""
     os.makedirs(directory)
     if os.geteuid() != 0:
