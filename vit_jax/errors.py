@@ -9,3 +9,8 @@ class ConfigError(ValueError):
 
 class TrainingDivergedError(RuntimeError):
     """The loss or the gradient became NaN or infinite; earlier checkpoints are kept."""
+
+
+class WorkdirError(RuntimeError):
+    """The workdir cannot be used as it is: held by another trainer, out of space, or every
+    checkpoint in it damaged. The message names the path, what is wrong and what to do."""

@@ -4,8 +4,11 @@ r"""Training and fine-tuning: `train_and_evaluate(config, workdir)` and its comm
     python -m vit_jax.train --config configs/finetune.py:l16,cifar100 --workdir ... \
         --config.batch=256 --config.mesh.fsdp=4
 
-A run in a workdir that already holds checkpoints resumes from the latest one, with the same
-per-step losses as an uninterrupted run. SIGTERM (preemption) saves a checkpoint and stops.
+A run in a workdir that already holds checkpoints resumes from the newest intact one (damaged
+ones are reported and moved to `checkpoints.damaged/`), with the same per-step losses as an
+uninterrupted run. SIGTERM (preemption) saves a checkpoint and stops. One trainer at a time
+per workdir (`workdir/LOCK`); library diagnostics go to `workdir/train.log` (`--verbose` also
+prints them).
 
 Multi-host: under SLURM, Open MPI or on a Cloud TPU pod the processes find each other
 (`--distributed` forces `jax.distributed.initialize()` elsewhere); otherwise start one process
@@ -14,20 +17,34 @@ per host with `--coordinator_address=HOST0:PORT --num_processes=N --process_id=I
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import json
 import math
 import os
 import sys
+import traceback
 from typing import Any
 
 import jax
 import ml_collections
 
-from vit_jax import checkpoint, config_cli, data, fewshot, metrics, runtime, sharding
-from vit_jax.checkpoint.train_state import CHECKPOINT_DIR, TrainCheckpointer
-from vit_jax.errors import ConfigError, TrainingDivergedError
+from vit_jax import (
+    checkpoint,
+    config_cli,
+    data,
+    divergence,
+    fewshot,
+    metrics,
+    run_log,
+    runtime,
+    sharding,
+)
+from vit_jax.checkpoint import fs, resume
+from vit_jax.checkpoint.train_state import CHECKPOINT_DIR, CheckpointMismatch, TrainCheckpointer
+from vit_jax.errors import ConfigError, TrainingDivergedError, WorkdirError
 from vit_jax.trainer import Trainer, evaluate
+from vit_jax.workdir_lock import WorkdirLock
 
 CONFIG_FILE = "config.json"  # The config of the latest run in the workdir.
 
@@ -80,19 +97,32 @@ def config_changes(workdir: str, config: ml_collections.ConfigDict) -> list[str]
     ]
 
 
-def _check_finite(step: int, step_metrics: dict[str, float], checkpoints: TrainCheckpointer):
-    bad = {k: v for k, v in step_metrics.items() if not math.isfinite(v)}
-    if bad:
-        latest = checkpoints.latest_step()
-        kept = (
-            f"The last good checkpoint (step {latest}) in {checkpoints.directory} is kept"
-            if latest is not None
-            else "No checkpoint was written before"
-        )
-        raise TrainingDivergedError(
-            f"Training diverged at step {step}: {bad}. {kept}. Lower config.base_lr, raise "
-            "config.warmup_steps or set config.grad_norm_clip, then run again."
-        )
+def _diverged(step: int, problem: str, checkpoints: TrainCheckpointer) -> TrainingDivergedError:
+    """The error for a run whose first bad step is `step`; sets aside the checkpoints saved
+    from the last state that produced it (see `divergence`)."""
+    with contextlib.suppress(WorkdirError):  # A failing save matters less than the divergence.
+        checkpoints.wait()
+    saved = checkpoints.all_steps()
+    good = divergence.last_good_step(step, saved)
+    bad = [s for s in saved if good is None or s > good]
+    moved = [resume.set_aside(checkpoints, s) for s in bad]
+    kept = (
+        f"The last good checkpoint (step {good}) in {checkpoints.directory} is kept, and a "
+        "rerun resumes from it"
+        if good is not None
+        else "No checkpoint was saved before it, so a rerun starts afresh"
+    )
+    aside = (
+        f" The {'checkpoints of steps' if len(bad) > 1 else 'checkpoint of step'} "
+        f"{', '.join(map(str, bad))} already held the state that produced it; moved to "
+        f"{os.path.dirname(moved[0])}."
+        if bad
+        else ""
+    )
+    return TrainingDivergedError(
+        f"Training diverged {problem}.{aside} {kept}. Lower config.base_lr, raise "
+        "config.warmup_steps or set config.grad_norm_clip, then run again."
+    )
 
 
 def print_primary(message: str) -> None:
@@ -104,39 +134,73 @@ def print_primary(message: str) -> None:
 def restore_or_initialize(
     trainer: Trainer, checkpoints: TrainCheckpointer, train_iter: Any, changes: list[str]
 ) -> Any:
-    """The latest checkpoint's state (and data position), else a fresh or pre-trained one."""
-    latest = checkpoints.latest_step()
-    if latest is None:
-        return trainer.initial_state()
+    """The newest intact checkpoint's state (and data position), else a fresh or pre-trained
+    one. Damaged checkpoints are reported and set aside (see `checkpoint.resume`)."""
     try:
-        state = checkpoints.restore(latest, trainer.abstract_state, train_iter)
-    except Exception as e:
-        changed = f" The config differs from that run's: {'; '.join(changes)}." if changes else ""
-        raise ConfigError(
-            f"Cannot resume from step {latest} in {checkpoints.directory}: "
-            f"{str(e).rstrip('.')}.{changed} Use another --workdir to start afresh, or the "
-            "original config to resume."
-        ) from e
+        restored = resume.restore_newest_intact(
+            checkpoints, trainer.abstract_state, train_iter, report=print_primary
+        )
+    except CheckpointMismatch as e:
+        fix = (
+            f"The config differs from that run's: {'; '.join(changes)}. Use the original "
+            "config to resume, or another --workdir to start afresh."
+            if changes
+            else "The config is the one that run recorded, so the model or optimizer code "
+            "changed since. Use another --workdir to start afresh."
+        )
+        raise ConfigError(f"Cannot resume in {checkpoints.directory}: {e}. {fix}") from e
+    if restored is None:
+        return trainer.initial_state()
+    latest, state = restored
     print_primary(f"Resuming from step {latest} ({checkpoints.directory}).")
     if changes:
         print_primary(f"Config changes since the last run: {'; '.join(changes)}.")
     return state
 
 
-def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> TrainResult:
+def check_paths(config: ml_collections.ConfigDict, workdir: str) -> None:
+    """Remote paths whose storage cannot be reached fail here, in seconds (see fs)."""
+    fs.check_reachable(workdir, "--workdir")
+    for key in ("pretrained_dir", "tfds_data_dir"):
+        if config.get(key):
+            fs.check_reachable(config[key], f"config.{key}")
+
+
+def train_and_evaluate(
+    config: ml_collections.ConfigDict, workdir: str, *, verbose: bool = False
+) -> TrainResult:
     """Trains `config` in `workdir` (resuming from its checkpoints) and evaluates the result.
 
     Writes TensorBoard events and `metrics.jsonl` to `workdir`, Orbax checkpoints to
-    `workdir/checkpoints`, and at the end `workdir/<config.save_npz>` if set.
+    `workdir/checkpoints`, and at the end `workdir/<config.save_npz>` if set. Holds
+    `workdir/LOCK` throughout; library logs go to `workdir/train.log` (also to the console
+    if `verbose`).
     """
     mesh = sharding.make_mesh(config.mesh)
     check_config(config, mesh)
+    check_paths(config, workdir)
+    os.makedirs(workdir, exist_ok=True)
+    with contextlib.ExitStack() as stack:
+        if jax.process_index() == 0 and fs.is_local(workdir):
+            lock = stack.enter_context(WorkdirLock(workdir))
+            if lock.previous:
+                print_primary(
+                    f"Took over {lock.path} from a run that is gone "
+                    f"({', '.join(f'{k} {v}' for k, v in lock.previous.items())})."
+                )
+        elif jax.process_index() == 0:
+            print_primary(f"Note: {workdir} is remote and cannot be locked; run one trainer.")
+        stack.enter_context(run_log.diverted_logs(workdir, verbose=verbose))
+        return _train(config, workdir, mesh)
+
+
+def _train(config: ml_collections.ConfigDict, workdir: str, mesh: jax.sharding.Mesh) -> TrainResult:
+    """The body of `train_and_evaluate`, holding the workdir."""
     dataset = data.open_dataset(config)  # Once: the trainer and both iterators share it.
     trainer = Trainer(config, mesh, dataset.info)
     train_iter = data.make_train_iterator(config, mesh, sharding.DATA_AXES, dataset=dataset)
     eval_iter = data.make_eval_iterator(config, mesh, sharding.DATA_AXES, dataset=dataset)
     fewshot_eval = fewshot.for_run(config, mesh, trainer)  # None without fewshot.datasets.
-    os.makedirs(workdir, exist_ok=True)
     checkpoints = TrainCheckpointer(
         os.path.join(os.path.abspath(workdir), CHECKPOINT_DIR), keep=config.keep_checkpoints
     )
@@ -157,12 +221,18 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> Train
     fewshot_metrics: dict[str, float] = {}
     preempted = False
     pending: tuple[int, dict[str, jax.Array]] | None = None  # Metrics not yet fetched.
+    monitor = divergence.DivergenceMonitor()
+    # Multi-process: a save failure is raised at the next save, when Orbax syncs every
+    # process, so that no process stops alone while the others wait in a collective.
+    poll_saves = jax.process_count() == 1
 
     def fetch_pending() -> dict[str, float]:
-        """The metrics of the last dispatched step, on the host; stops on NaN or inf."""
+        """The metrics of the last dispatched step, on the host; stops on divergence."""
         pending_step, device_metrics = pending
         host = {k: float(v) for k, v in jax.device_get(device_metrics).items()}
-        _check_finite(pending_step, host, checkpoints)
+        problem = monitor.check(pending_step, host)
+        if problem:
+            raise _diverged(pending_step, problem, checkpoints)
         train_losses[pending_step] = host["train_loss"]
         return host
 
@@ -171,6 +241,8 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> Train
             state, step_metrics = trainer.train_step(state, next(train_iter))
             if pending is not None:
                 fetch_pending()  # One step behind, so the devices never wait for the host.
+            if poll_saves:
+                checkpoints.poll_save()  # A failed save stops the run at the next step.
             step += 1
             pending = (step, step_metrics)
             if step == first_step + 1:
@@ -231,7 +303,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> Train
 # ------------------------------------------------------------------------------------------
 # Command line. User errors print one paragraph to stderr and exit with status 2.
 
-USER_ERRORS = (ConfigError, data.DataError, checkpoint.CheckpointError)
+USER_ERRORS = (ConfigError, data.DataError, checkpoint.CheckpointError, WorkdirError)
 
 
 def _define_flags(flag_values: Any, argv: list[str]) -> Any:
@@ -249,8 +321,24 @@ def _define_flags(flag_values: Any, argv: list[str]) -> Any:
     flags.DEFINE_bool(
         "distributed", False, "Call jax.distributed.initialize() without a launcher.", **define
     )
+    flags.DEFINE_bool(
+        "verbose", False, "Also print library logs (Orbax, asyncio) and tracebacks.", **define
+    )
     flags.mark_flags_as_required(["config", "workdir"], flag_values=flag_values)
     return config
+
+
+def _report(error: Exception, workdir: str, verbose: bool) -> None:
+    """One paragraph on stderr; the traceback in workdir/train.log (and stderr if verbose)."""
+    log = os.path.join(workdir, run_log.LOG_FILE)
+    where = ""
+    if os.path.isdir(workdir) and not isinstance(error, WorkdirError):
+        with run_log.diverted_logs(workdir):
+            run_log.log_details(error)
+        where = f" (Details: {log}.)"
+    if verbose:
+        traceback.print_exception(error, file=sys.stderr)
+    print(f"Error: {error}{where}", file=sys.stderr)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -271,13 +359,10 @@ def main(argv: list[str] | None = None) -> int:
             process_id=flag_values.process_id,
             force=flag_values.distributed,
         )
-        result = train_and_evaluate(config, flag_values.workdir)
-    except USER_ERRORS as e:
-        print(f"Error: {e}", file=sys.stderr)
-        return 2
-    except TrainingDivergedError as e:
-        print(f"Error: {e}", file=sys.stderr)
-        return 1
+        result = train_and_evaluate(config, flag_values.workdir, verbose=flag_values.verbose)
+    except (*USER_ERRORS, TrainingDivergedError) as e:
+        _report(e, flag_values.workdir, flag_values.verbose)
+        return 1 if isinstance(e, TrainingDivergedError) else 2
     if result.eval_metrics:
         accuracy = result.eval_metrics["test_accuracy"]
         print_primary(f"Done: step {result.step}, test_accuracy {accuracy:.4f}")

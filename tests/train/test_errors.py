@@ -72,5 +72,8 @@ def test_nan_loss_stops_and_keeps_the_last_good_checkpoint(monkeypatch, capsys, 
     config.update(total_steps=8, checkpoint_every=2)
     with pytest.raises(TrainingDivergedError, match="at step 5") as error:
         train.train_and_evaluate(config, str(tmp_path))
-    assert "last good checkpoint (step 4)" in str(error.value)
-    assert sorted(os.listdir(tmp_path / train.CHECKPOINT_DIR)) == ["2", "4"]
+    # Step 5's loss is computed on the state saved at step 4, so only step 2 is known good;
+    # step 4 is set aside, not deleted.
+    assert "last good checkpoint (step 2)" in str(error.value)
+    assert sorted(os.listdir(tmp_path / train.CHECKPOINT_DIR)) == ["2"]
+    assert os.listdir(tmp_path / f"{train.CHECKPOINT_DIR}.damaged") == ["4"]

@@ -8,7 +8,7 @@
 Every unusable file raises `CheckpointError` (a ValueError) naming the file and the fix.
 """
 
-from vit_jax.checkpoint.errors import PUBLISHED_LOCATIONS, CheckpointError
+from vit_jax.checkpoint.errors import PUBLISHED_LOCATIONS, CheckpointError, UnreachableError
 from vit_jax.checkpoint.infer import (
     infer_config,
     infer_image_size,
@@ -22,6 +22,7 @@ from vit_jax.checkpoint.pretrained import check_params, load_pretrained
 __all__ = [
     "PUBLISHED_LOCATIONS",
     "CheckpointError",
+    "UnreachableError",
     "check_params",
     "infer_config",
     "infer_image_size",

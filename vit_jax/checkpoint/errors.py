@@ -14,3 +14,7 @@ class CheckpointError(ValueError):
 
     The message always names the file and says what to do about it.
     """
+
+
+class UnreachableError(CheckpointError):
+    """Remote storage (gs://, s3://) that cannot be reached: no network, DNS or firewall."""

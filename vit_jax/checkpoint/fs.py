@@ -4,14 +4,20 @@ Local paths use Python's own file API, so a local checkpoint loads without Tenso
 schemes (`gs://`, `s3://`, ...) go through `tf.io.gfile`, and `http(s)://` URLs through
 urllib. Remote reads stream into a local temporary file with a tqdm progress bar: `np.load`
 needs a seekable file, and a temporary file keeps a multi-GB checkpoint out of memory.
+
+Before TensorFlow touches a remote path, `check_reachable` connects to the storage service
+with a short timeout: offline, TensorFlow's own retries end minutes later in a long traceback.
 """
 
 from __future__ import annotations
 
 import contextlib
 import os
+import socket
 import tempfile
+import threading
 import urllib.error
+import urllib.parse
 import urllib.request
 import uuid
 from collections.abc import Iterator
@@ -19,8 +25,14 @@ from typing import Any, BinaryIO
 
 import tqdm
 
+from vit_jax.checkpoint.errors import UnreachableError
+
 CHUNK_BYTES = 1 << 20
 HTTP_TIMEOUT_S = 60.0  # Per blocking socket operation, not for the whole download.
+REACH_TIMEOUT_S = 5.0  # Resolving and connecting to a storage service, before any transfer.
+# The service behind each scheme that tf.io.gfile reads; others (ram://, hdfs://) are not checked.
+REMOTE_HOSTS = {"gs": "storage.googleapis.com", "s3": "s3.amazonaws.com"}
+_reached: set[str] = set()  # Hosts already reached by this process.
 
 
 def is_url(path: str) -> bool:
@@ -29,6 +41,52 @@ def is_url(path: str) -> bool:
 
 def is_local(path: str) -> bool:
     return "://" not in path
+
+
+def check_reachable(path: str | os.PathLike, what: str = "path") -> None:
+    """Raises UnreachableError within `REACH_TIMEOUT_S` if `path`'s storage cannot be reached.
+
+    `what` says where the path came from (e.g. "config.tfds_data_dir") for the message.
+    Local paths and http(s) URLs (urllib reports those itself) pass at once.
+    """
+    path = os.fspath(path)
+    scheme = path.split("://", 1)[0] if "://" in path else ""
+    host = REMOTE_HOSTS.get(scheme)
+    if host is None or host in _reached:
+        return
+    address = _first_hop(host)
+    outcome: list[BaseException | None] = []
+
+    def connect() -> None:
+        try:
+            socket.create_connection(address, timeout=REACH_TIMEOUT_S).close()
+            outcome.append(None)
+        except OSError as e:
+            outcome.append(e)
+
+    thread = threading.Thread(target=connect, daemon=True)  # getaddrinfo has no timeout.
+    thread.start()
+    thread.join(REACH_TIMEOUT_S)
+    error = outcome[0] if outcome else TimeoutError(f"no answer in {REACH_TIMEOUT_S:g} s")
+    if error is None:
+        _reached.add(host)
+        return
+    via = f" (through the proxy {address[0]}:{address[1]})" if address[0] != host else ""
+    raise UnreachableError(
+        f"Cannot reach {path} ({what}): {host}{via} is unreachable from here ({error}). Without "
+        "network access, copy the files to a local directory and pass its path instead; "
+        "otherwise check the network, proxy and credentials."
+    )
+
+
+def _first_hop(host: str) -> tuple[str, int]:
+    """(host, port) a connection to `host` goes to first: an https proxy if one is set (and
+    `host` is not in no_proxy), since a direct connection may be blocked where it works."""
+    proxy = urllib.request.getproxies().get("https")
+    if not proxy or urllib.request.proxy_bypass(host):
+        return host, 443
+    parsed = urllib.parse.urlsplit(proxy if "://" in proxy else f"http://{proxy}")
+    return parsed.hostname or host, parsed.port or (443 if parsed.scheme == "https" else 80)
 
 
 def _gfile() -> Any:
@@ -58,6 +116,7 @@ def _download(path: str, dst: BinaryIO) -> None:
             length = response.headers.get("Content-Length")
             _copy(response, dst, int(length) if length else None, desc)
         return
+    check_reachable(path)
     gfile = _gfile()
     if not gfile.exists(path):
         raise FileNotFoundError(path)
@@ -105,6 +164,7 @@ def atomic_write(path: str | os.PathLike) -> Iterator[BinaryIO]:
                 os.unlink(tmp)
             raise
         return
+    check_reachable(path)
     gfile = _gfile()
     tmp = f"{path}.tmp-{uuid.uuid4().hex}"
     with tempfile.TemporaryFile() as local:
