@@ -26,7 +26,17 @@ from typing import Any
 import jax
 import ml_collections
 
-from vit_jax import checkpoint, data, fewshot, metrics, runtime, sharding
+from vit_jax import (
+    checkpoint,
+    config_files,
+    data,
+    fewshot,
+    metrics,
+    quiet,
+    run_summary,
+    runtime,
+    sharding,
+)
 from vit_jax.checkpoint.train_state import CHECKPOINT_DIR, TrainCheckpointer
 from vit_jax.errors import ConfigError, TrainingDivergedError
 from vit_jax.trainer import Trainer, evaluate
@@ -307,7 +317,9 @@ def main(argv: list[str] | None = None) -> int:
     """Parses the command line, joins a multi-host job if any, trains; returns the exit code."""
     from absl import flags
 
-    argv = list(sys.argv if argv is None else argv)
+    quiet.for_command_line()
+    # A config given by name or as configs/NAME.py also works outside a checkout (the wheel).
+    argv = config_files.resolve_argv(sys.argv if argv is None else argv)
     flag_values = flags.FlagValues()
     config_flag = _define_flags(flag_values, argv)
     if {"-h", "--help"} & set(argv[1:]):
@@ -336,9 +348,17 @@ def main(argv: list[str] | None = None) -> int:
     except TrainingDivergedError as e:
         print(f"Error: {e}", file=sys.stderr)
         return 1
-    if result.eval_metrics:
-        accuracy = result.eval_metrics["test_accuracy"]
-        print_primary(f"Done: step {result.step}, test_accuracy {accuracy:.4f}")
+    if not result.preempted:
+        print_primary(
+            run_summary.summary(
+                workdir=flag_values.workdir,
+                step=result.step,
+                total_steps=config.total_steps,
+                trained=bool(result.train_losses),
+                eval_metrics=result.eval_metrics,
+                npz_path=result.npz_path,
+            )
+        )
     return 0
 
 
