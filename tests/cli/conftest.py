@@ -33,14 +33,18 @@ def readme_main_job() -> list[str]:
     return ["-m", *match.group(1).split()]
 
 
-def user_env(tfds_dir: pathlib.Path) -> dict[str, str]:
-    """This environment as a user's shell has it: none of conftest.py's test settings."""
+def user_env(tfds_dir: pathlib.Path, jax_cache: pathlib.Path) -> dict[str, str]:
+    """This environment as a user's shell has it: none of conftest.py's test settings, but one
+    persistent compilation cache, so the runs after the first compile little."""
     env = dict(os.environ)
     for name in ("TF_CPP_MIN_LOG_LEVEL", "XLA_FLAGS"):
         env.pop(name, None)
     env.update(
         JAX_PLATFORMS="cpu",
         TFDS_DATA_DIR=str(tfds_dir),
+        JAX_COMPILATION_CACHE_DIR=str(jax_cache),
+        JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS="0",
+        JAX_PERSISTENT_CACHE_MIN_ENTRY_SIZE_BYTES="0",
         PYTHONPATH=os.pathsep.join(p for p in (str(REPO_ROOT), env.get("PYTHONPATH")) if p),
     )
     return env
@@ -73,6 +77,6 @@ class MainJob:
 @pytest.fixture(scope="session")
 def main_job(tmp_path_factory) -> MainJob:
     cwd = tmp_path_factory.mktemp("clone")
-    env = user_env(tmp_path_factory.mktemp("tensorflow_datasets"))
+    env = user_env(tmp_path_factory.mktemp("tensorflow_datasets"), tmp_path_factory.mktemp("jax"))
     job = MainJob(cwd, env, Run("", ""))
     return dataclasses.replace(job, first=job.run(*readme_main_job(), *TINY))
