@@ -26,17 +26,7 @@ from typing import Any
 import jax
 import ml_collections
 
-from vit_jax import (
-    checkpoint,
-    config_files,
-    data,
-    fewshot,
-    metrics,
-    quiet,
-    run_summary,
-    runtime,
-    sharding,
-)
+from vit_jax import checkpoint, data, fewshot, metrics, runtime, sharding
 from vit_jax.checkpoint.train_state import CHECKPOINT_DIR, TrainCheckpointer
 from vit_jax.errors import ConfigError, TrainingDivergedError
 from vit_jax.trainer import Trainer, evaluate
@@ -316,6 +306,8 @@ def _last_line(error: Exception) -> str:
 def main(argv: list[str] | None = None) -> int:
     """Parses the command line, joins a multi-host job if any, trains; returns the exit code."""
     from absl import flags
+
+    from vit_jax import config_files, quiet, run_summary  # The command line's own helpers.
 
     quiet.for_command_line()
     # A config given by name or as configs/NAME.py also works outside a checkout (the wheel).
