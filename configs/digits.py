@@ -2,11 +2,12 @@
 
     python -m vit_jax.train --config configs/digits.py --workdir workdirs/digits
 
-Needs no download: the dataset is prepared on first use. On two CPU cores it takes one to two
-minutes and reaches about 98% test accuracy, with the few-shot linear accuracy of its frozen
-features on the digits (1/5/10/25 shots) every 200 steps, then saves the parameters in the
-published layout to `workdirs/digits/ViT-digits.npz`, which `configs/digits_finetune.py`
-fine-tunes at another resolution.
+Needs no download: the dataset is prepared on first use. Expected: 97.5% test accuracy after
+about a minute of training on 2 quiet CPU cores (jax 0.10.2, float32; 1m40s from the command to
+the end, start-up and dataset included). At the end it reports the few-shot linear accuracy of
+its frozen features on the digits (1/5/10/25 shots) and saves the parameters in the published
+layout to `workdirs/digits/ViT-digits.npz`, which `configs/digits_finetune.py` fine-tunes at
+another resolution. The README and the notebook quote these figures (a test checks they agree).
 """
 
 from __future__ import annotations

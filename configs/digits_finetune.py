@@ -6,7 +6,16 @@
 Loads `workdirs/digits/ViT-digits.npz` (or `<arg>/ViT-digits.npz` with
 `configs/digits_finetune.py:DIR`): the 4x4 grid of position embeddings is resized to 6x6 and
 the head starts from zeros, as when fine-tuning a published model. The paper's fine-tuning
-recipe (SGD with momentum, cosine decay) at a small scale.
+recipe (SGD with momentum, cosine decay) at a small scale. The run prints what it loaded: the
+file, the fresh head, the position-embedding grid 4x4 -> 6x6.
+
+Expected (2-core CPU, float32): 96.9% test accuracy after its 100 steps, against 51.7% for the
+same 100 steps from scratch (`--config.pretrained_dir=`): the pre-trained features carry over.
+It does not beat the 97.5% of the model it starts from, and is not meant to: it sees the same
+images again, upsampled further (8x8 digits hold no detail that 24 px reveals), so there is
+nothing new to learn; the job shows the mechanics of fine-tuning on a task where both ends
+are known. (base_lr 0.01 instead of 0.03 gave 96.4%.) Without the checkpoint it stops at once
+and says to run `configs/digits.py` first.
 """
 
 from __future__ import annotations

@@ -30,6 +30,10 @@ def parse_command_line(
     """
     from absl import flags
 
+    from vit_jax import config_files
+
+    # A config given by name or as configs/NAME.py also works outside a checkout (the wheel).
+    argv = config_files.resolve_argv(argv)
     flag_values = flags.FlagValues()
     config_flag = define_flags(flag_values, argv)
     if {"-h", "--help"} & set(argv[1:]):

@@ -157,6 +157,9 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    from vit_jax import quiet
+
+    quiet.for_command_line()
     args = parse_args(argv)
     from vit_jax.checkpoint import CheckpointError
     from vit_jax.convert import ConversionError, read_labels

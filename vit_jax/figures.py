@@ -29,7 +29,7 @@ import jax
 import numpy as np
 from matplotlib.figure import Figure
 
-from vit_jax import checkpoint, models
+from vit_jax import checkpoint, models, quiet
 from vit_jax.inference import analysis, plots
 from vit_jax.inference.errors import InferenceError
 from vit_jax.inference.predictor import Predictor
@@ -134,6 +134,7 @@ def write_figures(
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    quiet.for_command_line()
     parser = argparse.ArgumentParser(
         prog="python -m vit_jax.figures",
         description="The ViT paper's Figure 7 (embedding filters, position-embedding "

@@ -29,6 +29,7 @@ from collections.abc import Sequence
 
 import jax.numpy as jnp
 
+from vit_jax import quiet
 from vit_jax.checkpoint import CheckpointError
 from vit_jax.inference import (
     ImageError,
@@ -171,6 +172,7 @@ def run(args: argparse.Namespace) -> None:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point: 0 on success, 2 (and one message on stderr) for unusable input."""
+    quiet.for_command_line()
     args = parse_args(argv)
     try:
         run(args)

@@ -343,6 +343,9 @@ def _report(error: Exception, workdir: str, verbose: bool) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     """Parses the command line, joins a multi-host job if any, trains; returns the exit code."""
+    from vit_jax import quiet, run_summary  # The command line's own helpers.
+
+    quiet.for_command_line()
     argv = list(sys.argv if argv is None else argv)
     usage = (
         "Usage: python -m vit_jax.train --config=configs/digits.py --workdir=DIR "
@@ -363,9 +366,17 @@ def main(argv: list[str] | None = None) -> int:
     except (*USER_ERRORS, TrainingDivergedError) as e:
         _report(e, flag_values.workdir, flag_values.verbose)
         return 1 if isinstance(e, TrainingDivergedError) else 2
-    if result.eval_metrics:
-        accuracy = result.eval_metrics["test_accuracy"]
-        print_primary(f"Done: step {result.step}, test_accuracy {accuracy:.4f}")
+    if not result.preempted:
+        print_primary(
+            run_summary.summary(
+                workdir=flag_values.workdir,
+                step=result.step,
+                total_steps=config.total_steps,
+                trained=bool(result.train_losses),
+                eval_metrics=result.eval_metrics,
+                npz_path=result.npz_path,
+            )
+        )
     return 0
 
 

@@ -7,6 +7,7 @@ and the jitted train/eval steps; `vit_jax.train.train_and_evaluate` drives it.
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterable
 from typing import Any
 
@@ -37,9 +38,30 @@ def model_from_config(
     return models.build_model(fields, num_classes=num_classes)
 
 
+def _print_on_primary(message: str) -> None:
+    if jax.process_index() == 0:
+        print(message, flush=True)
+
+
 def pretrained_path(config: ml_collections.ConfigDict) -> str:
     """`<pretrained_dir>/<model_name>.npz` (local or gs://)."""
     return f"{config.pretrained_dir.rstrip('/')}/{config.model.model_name}.npz"
+
+
+def _check_pretrained_exists(config: ml_collections.ConfigDict) -> None:
+    """A missing local pre-trained file is most often a first job not run yet: say which."""
+    path = pretrained_path(config)
+    if "://" in path or os.path.exists(path):
+        return  # Remote paths (gs://, https://) are reported by checkpoint.load.
+    raise checkpoint.CheckpointError(
+        f"No pre-trained checkpoint at {path} (config.pretrained_dir="
+        f"{config.pretrained_dir!r} plus config.model.model_name). Fine-tuning a model of this "
+        "project starts from the .npz its training run saved in its workdir (config.save_npz): "
+        "run that job first (for configs/digits_finetune.py: python -m vit_jax.train --config "
+        "configs/digits.py --workdir workdirs/digits), or pass --config.pretrained_dir=DIR for "
+        f"a directory holding {os.path.basename(path)}. Published checkpoints: "
+        f"{checkpoint.PUBLISHED_LOCATIONS}."
+    )
 
 
 def evaluate(eval_step: Any, params: Any, batches: Iterable[dict[str, jax.Array]]):
@@ -140,6 +162,7 @@ class Trainer:
         """Fresh parameters, or those of `config.pretrained_dir` with a fresh head."""
         if not self.config.pretrained_dir:
             return jax.jit(self._init, out_shardings=self.state_shardings)(*self._init_args)
+        _check_pretrained_exists(self.config)  # Before compiling anything.
         params = self._pretrained_params()
         opt_state = jax.jit(self.tx.init, out_shardings=self.state_shardings.opt_state)(params)
         rng_train = self._init_args[1]
@@ -174,6 +197,7 @@ class Trainer:
             init_params=init_params,
             model_config=self.config.model,
             image_size=self.image_size,
+            report=_print_on_primary,  # What was loaded and changed, for the console.
         )
         del init_params
         leaves, treedef = jax.tree.flatten(params)

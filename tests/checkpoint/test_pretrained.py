@@ -63,6 +63,16 @@ def test_finetune_at_non_square_resolution(pretrained, vit_params, caplog):
     apply(config, params, (48, 32))
 
 
+def test_report_says_what_was_loaded(pretrained, vit_params):
+    """What a fine-tuning run prints: the file, the new head, the posemb grid a -> b."""
+    lines = []
+    finetune(pretrained, tiny.tiny_config(), (48, 32), image_size=(48, 32), report=lines.append)
+    old = int(np.sqrt(posemb_of(vit_params).shape[1] - 1))  # Square grid plus the class token.
+    assert pretrained in lines[0] and "head replaced" in lines[0] and "5 classes" in lines[0]
+    assert any(f"from a {old}x{old} to a 6x4 patch grid" in line for line in lines), lines
+    assert all(line.startswith("Fine-tuning: ") for line in lines)
+
+
 @pytest.mark.parametrize("image_size", [None, 48, (48, 48)])
 def test_square_grid_and_config_dict(pretrained, vit_params, image_size):
     config = ml_collections.ConfigDict(tiny.tiny_config())  # As configs/ hands it over.

@@ -52,6 +52,7 @@ def test_torch_models_match_our_architecture():
         torch_models(224, "R50+ViT-B_16")
 
 
+@pytest.mark.slow  # CI runs it; `-m "not slow"` skips it in the inner loop.
 def test_throughput_benchmark_times_the_trainers_accumulating_step(capsys):
     import json
 

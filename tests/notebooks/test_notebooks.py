@@ -84,6 +84,7 @@ def _check_outputs(cells: list, name: str) -> None:
     assert "offline" in text, "the notebook did not notice VIT_JAX_OFFLINE=1"
 
 
+@pytest.mark.slow  # CI runs it; `-m "not slow"` skips it in the inner loop.
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=_ids)
 def test_runs_offline_on_cpu_twice(path, tmp_path):
     """ "Run all" twice in one kernel and directory: the second pass finds what the first

@@ -51,6 +51,7 @@ def reads(monkeypatch):
     return seen
 
 
+@pytest.mark.slow  # CI runs it; `-m "not slow"` skips it in the inner loop.
 def test_every_base_key_is_read(reads, tmp_path):
     # From scratch with SGD and custom ops, then fine-tuning its .npz with Adam, the sigmoid
     # loss and the default ops: between them, every key is needed.

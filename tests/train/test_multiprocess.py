@@ -27,6 +27,7 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
+@pytest.mark.slow  # CI runs it; `-m "not slow"` skips it in the inner loop.
 def test_two_processes_match_one(tmp_path, monkeypatch):
     monkeypatch.setattr(train, "data", synthetic.SyntheticData())
     single = train.train_and_evaluate(synthetic.multiprocess_config(), str(tmp_path / "single"))

@@ -100,6 +100,7 @@ def _digits_info(image_size):
     return data.get_dataset_info(config)
 
 
+@pytest.mark.slow  # CI runs it; `-m "not slow"` skips it in the inner loop.
 def test_sigterm_saves_and_resuming_reproduces_the_losses(tmp_path):
     """SIGTERM mid-run: a checkpoint, exit 0; the rerun continues with identical losses."""
     total = 800

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import logging
 import os
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
 
 from vit_jax.checkpoint import layout
@@ -78,6 +78,7 @@ def load_pretrained(
     init_params: Mapping[str, Any],
     model_config: Any,
     image_size: int | tuple[int, int] | None = None,
+    report: Callable[[str], None] | None = None,
 ) -> dict[str, Any]:
     """Parameters from `pretrained_path` adapted to the model that produced `init_params`.
 
@@ -89,10 +90,17 @@ def load_pretrained(
       without it, the grid is the square one matching `init_params`.
 
     Every other array must match `init_params` in name and shape, else `CheckpointError`.
+    `report` (e.g. `print`) receives one line per change made, besides the INFO log.
     Returns nested dicts in `init_params`' layout (stacked encoder blocks for `scan_layers`
     models): numpy arrays from the file, the head as found in `init_params`.
     """
     source = os.fspath(pretrained_path)
+
+    def note(message: str) -> None:
+        logger.info("load_pretrained: %s", message)
+        if report is not None:
+            report(f"Fine-tuning: {message}")
+
     stacked = is_stacked(init_params)
     init_params = unstack_encoder_blocks(init_params)
     params = layout.flatten(load(source))
@@ -105,12 +113,17 @@ def load_pretrained(
     for key in dropped:
         del params[key]
     take_from_init("head/")
-    logger.info("load_pretrained: head taken from init_params (%s dropped).", dropped or "none")
+    head = init.get("head/kernel")
+    note(
+        f"loaded {source}; head replaced by a fresh one"
+        + (f" with {head.shape[-1]} classes" if head is not None else "")
+        + (f" (the file's {', '.join(dropped)} dropped)." if dropped else ".")
+    )
 
     has_pre_logits = any(key.startswith("pre_logits/") for key in params)
     if model_config.get("representation_size") is None:
         for key in [key for key in params if key.startswith("pre_logits/")]:
-            logger.info("load_pretrained: dropped %s (representation_size is None).", key)
+            note(f"dropped {key} (representation_size is None).")
             del params[key]
     elif not has_pre_logits:
         logger.warning("load_pretrained: %s has no pre_logits; using init_params'.", source)
@@ -129,10 +142,10 @@ def load_pretrained(
             raise CheckpointError(f"{source}: cannot resize the position embeddings: {e}") from e
         if old_grid != new_grid:
             params[POSEMB] = resize_posemb(old, new_grid, has_class_token=model_has_token)
-            logger.info(
-                "load_pretrained: position embeddings resized from grid %s %s to grid %s %s.",
-                old_grid, old.shape, new_grid, params[POSEMB].shape,
-            )  # fmt: skip
+            note(
+                f"position embeddings resized from a {old_grid[0]}x{old_grid[1]} to a "
+                f"{new_grid[0]}x{new_grid[1]} patch grid (bilinear)."
+            )
 
     restored = layout.unflatten(params)
     check_params(restored, init_params, source=source)

@@ -53,6 +53,9 @@ def _fail(message: str) -> int:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    from vit_jax import quiet
+
+    quiet.for_command_line()  # Orbax narrates reading a workdir ("Metadata file does not exist").
     args = parse_args(argv)
     try:
         from vit_jax.checkpoint import CheckpointError

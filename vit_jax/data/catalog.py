@@ -9,6 +9,8 @@ minutes and can hang forever when the network does not answer.
 
 from __future__ import annotations
 
+import contextlib
+import io
 import os
 
 import tensorflow_datasets as tfds
@@ -34,12 +36,16 @@ def is_path(name: str) -> bool:
 def _prepare(builder: tfds.core.DatasetBuilder, manual_dir: str | None) -> None:
     """Prepares a project builder; these never touch the network."""
     if not builder.is_prepared():
-        builder.download_and_prepare(
-            download_config=tfds.download.DownloadConfig(
-                manual_dir=manual_dir, try_download_gcs=False
-            ),
-            file_format=FileFormat.ARRAY_RECORD,
-        )
+        print(f"Preparing {builder.name} in {builder.data_dir} (first use only).", flush=True)
+        # TFDS prints "Downloading and preparing dataset Unknown size ..." and "... downloaded
+        # and prepared": wrong here (nothing is downloaded), so they stay off the console.
+        with contextlib.redirect_stdout(io.StringIO()):
+            builder.download_and_prepare(
+                download_config=tfds.download.DownloadConfig(
+                    manual_dir=manual_dir, try_download_gcs=False
+                ),
+                file_format=FileFormat.ARRAY_RECORD,
+            )
 
 
 def _not_prepared(

@@ -16,7 +16,7 @@ import json
 import sys
 from collections.abc import Sequence
 
-from vit_jax import checkpoint, data
+from vit_jax import checkpoint, data, quiet
 from vit_jax.errors import ConfigError
 from vit_jax.fewshot.evaluator import PRESETS
 from vit_jax.fewshot.published import evaluate_checkpoint
@@ -45,6 +45,7 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    quiet.for_command_line()
     args = parse_args(argv)
     try:
         results = evaluate_checkpoint(

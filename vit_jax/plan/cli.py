@@ -157,6 +157,9 @@ def dataclasses_dict(candidate: plan_search.Candidate) -> dict[str, Any]:
 
 def main(argv: list[str] | None = None) -> int:
     """Parses the command line and plans the run; returns the exit code."""
+    from vit_jax import quiet
+
+    quiet.for_command_line()
     argv = list(sys.argv if argv is None else argv)
     parsed = config_cli.parse_command_line(argv, _define_flags, __doc__, USAGE)
     if isinstance(parsed, int):
