@@ -38,6 +38,23 @@ ENTRIES = {
     "f_h14_v5p128": (FINETUNE, "h14,imagenet2012", "v5p:4x4x4", {"model.scan_layers": True}),
 }  # fmt: skip
 
+# The rest of the model x pod matrix, compiled quickly: scanned layers with remat (scan alone
+# multiplies the temporaries), fsdp where a model's state needs it on that chip's HBM.
+_POD_FSDP = {  # pod: (topology, fsdp for B/16, L/16, H/14)
+    "v4128": ("v4:4x4x4", (1, 1, 4)),
+    "v5e256": ("v5e:16x16", (1, 16, 16)),
+    "v5p128": ("v5p:4x4x4", (1, 1, 1)),
+    "v6e64": ("v6e:8x8", (1, 1, 4)),
+}
+for _pod, (_topology, _fsdp) in _POD_FSDP.items():
+    for _model, _size in zip(("b16", "l16", "h14"), _fsdp):
+        _overrides = {"mesh.fsdp": _size, "model.remat": True, "model.scan_layers": True}
+        _name = "ViT-" + _model[0].upper() + "_" + _model[1:]
+        ENTRIES.setdefault(f"p_{_model}_{_pod}", (PRETRAIN, _name, _topology, _overrides))
+        ENTRIES.setdefault(
+            f"f_{_model}_{_pod}", (FINETUNE, f"{_model},imagenet2012", _topology, _overrides)
+        )
+
 
 def load_config(path: str, arg: str):
     import importlib.util
