@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import difflib
-import sys
 from collections.abc import Callable, Iterable
 from typing import Any
 
 import ml_collections
+
+from vit_jax import errors
 
 CONFIG_HELP = "Config file, e.g. configs/digits.py or configs/finetune.py:b16,cifar10."
 
@@ -45,8 +46,7 @@ def parse_command_line(
         config.keys()  # A config file that failed to load raises here.
     except Exception as e:  # Whatever the flag or config-file problem, report it plainly.
         message = config_key_error(argv) or last_line(e)
-        print(f"Error: {message}\n{usage}", file=sys.stderr)
-        return 2
+        return errors.report(f"{message}\n{usage}")
     return config, flag_values
 
 

@@ -23,7 +23,6 @@ import argparse
 import json
 import os
 import sys
-import textwrap
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -31,6 +30,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from vit_jax import errors
 from vit_jax.preprocessing import EvalPreprocessing
 
 DEFAULT_PLATFORMS = ("cpu", "cuda", "tpu")
@@ -38,7 +38,6 @@ KNOWN_PLATFORMS = ("cpu", "cuda", "rocm", "tpu")
 MAX_EMBEDDED_BYTES = 3 << 29  # 1.5 GiB: serialized modules are capped at 2 GiB.
 PARAMS_SUFFIX = ".params.npz"
 INFO_SUFFIX = ".json"
-USAGE_ERROR = 2
 
 
 def export_model(
@@ -167,12 +166,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     platforms = tuple(p for p in args.platforms.split(",") if p)
     unknown = sorted(set(platforms) - set(KNOWN_PLATFORMS))
     if unknown or not platforms:
-        print(
-            f"error: unknown platforms {unknown or platforms}; choose from "
-            f"{', '.join(KNOWN_PLATFORMS)}.",
-            file=sys.stderr,
+        return errors.report(
+            f"unknown platforms {unknown or platforms}; choose from {', '.join(KNOWN_PLATFORMS)}."
         )
-        return USAGE_ERROR
     try:
         labels = read_labels(args.labels) if args.labels else None
         written = export_checkpoint(
@@ -183,11 +179,9 @@ def main(argv: Sequence[str] | None = None) -> int:
             labels=labels,
         )
     except (ConversionError, CheckpointError) as e:
-        print(textwrap.fill(f"error: {e}", width=100), file=sys.stderr)
-        return USAGE_ERROR
+        return errors.report(e)
     except (FileNotFoundError, PermissionError) as e:
-        print(f"error: {e.filename or e}: {e.strerror or e}.", file=sys.stderr)
-        return USAGE_ERROR
+        return errors.report(f"{e.filename or e}: {e.strerror or e}.")
     for path in written:
         print(path)
     return 0

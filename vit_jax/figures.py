@@ -29,7 +29,7 @@ import jax
 import numpy as np
 from matplotlib.figure import Figure
 
-from vit_jax import checkpoint, models, quiet
+from vit_jax import checkpoint, errors, models, quiet
 from vit_jax.inference import analysis, plots
 from vit_jax.inference.errors import InferenceError
 from vit_jax.inference.predictor import Predictor
@@ -40,7 +40,6 @@ FILENAMES = {
     "attention_distance": "attention_distance.png",
 }
 NUM_COMPONENTS = 28  # As in the paper.
-EXIT_USER_ERROR = 2
 
 
 def _filters(predictor: Predictor, suffix: str) -> Figure:
@@ -159,8 +158,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             batch_size=args.batch_size,
         )
     except (InferenceError, checkpoint.CheckpointError) as e:
-        print(f"error: {e}", file=sys.stderr)
-        return EXIT_USER_ERROR
+        return errors.report(e)
     for path in paths:
         print(f"wrote {path}")
     return 0

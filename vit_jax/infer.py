@@ -29,7 +29,7 @@ from collections.abc import Sequence
 
 import jax.numpy as jnp
 
-from vit_jax import quiet
+from vit_jax import errors, quiet
 from vit_jax.checkpoint import CheckpointError
 from vit_jax.inference import (
     ImageError,
@@ -67,7 +67,6 @@ __all__ = [
 ]
 
 DTYPES = {"float32": jnp.float32, "bfloat16": jnp.bfloat16}
-EXIT_USER_ERROR = 2  # As argparse uses for bad arguments.
 
 
 def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
@@ -177,8 +176,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         run(args)
     except (InferenceError, CheckpointError) as e:
-        print(f"error: {e}", file=sys.stderr)
-        return EXIT_USER_ERROR
+        return errors.report(e)
     return 0
 
 

@@ -34,6 +34,7 @@ from vit_jax import (
     config_cli,
     data,
     divergence,
+    errors,
     fewshot,
     metrics,
     run_log,
@@ -338,7 +339,7 @@ def _report(error: Exception, workdir: str, verbose: bool) -> None:
         where = f" (Details: {log}.)"
     if verbose:
         traceback.print_exception(error, file=sys.stderr)
-    print(f"Error: {error}{where}", file=sys.stderr)
+    errors.report(f"{error}{where}")
 
 
 def main(argv: list[str] | None = None) -> int:

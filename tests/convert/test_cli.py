@@ -7,7 +7,8 @@ import sys
 
 import pytest
 
-from vit_jax.convert.cli import USAGE_ERROR, main
+from vit_jax.convert.cli import main
+from vit_jax.errors import USER_ERROR_EXIT as USAGE_ERROR
 
 
 def test_converts_and_prints_written_files(tiny_checkpoints, tmp_path, capsys):
@@ -34,7 +35,7 @@ def test_bad_sources_exit_2_without_traceback(tmp_path, capsys, make_src, to, me
     dst = tmp_path / "out.npz" if to == "npz" else tmp_path / "out"
     assert main([make_src(tmp_path), str(dst), "--to", to]) == USAGE_ERROR
     err = capsys.readouterr().err
-    assert err.startswith("error: ") and message in " ".join(err.split())
+    assert err.startswith("Error: ") and message in " ".join(err.split())
     assert "Traceback" not in err
 
 

@@ -119,7 +119,7 @@ def test_user_errors_are_one_message(capsys, token_ckpt, image_dir, tmp_path):
     for (ckpt, image, *flags), expected in cases:
         code, out, err = run(capsys, "--checkpoint", ckpt, "--image", image, *flags)
         assert code == 2, (expected, out, err)
-        assert err.startswith("error: ") and "Traceback" not in err and not out
+        assert err.startswith("Error: ") and "Traceback" not in err and not out
         assert len(err.strip().splitlines()) == 1, err
         for text in expected:
             assert text in err, (text, err)

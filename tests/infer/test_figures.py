@@ -44,4 +44,4 @@ def test_bad_checkpoint_is_one_message(capsys, tmp_path):
     bad.write_bytes(b"\x80\x04junk")
     assert figures.main([str(bad), str(tmp_path / "out")]) == 2
     err = capsys.readouterr().err
-    assert err.startswith("error: ") and str(bad) in err and "Traceback" not in err
+    assert err.startswith("Error: ") and str(bad) in err and "Traceback" not in err

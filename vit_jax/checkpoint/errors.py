@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from vit_jax.errors import VitJaxError
+
 PUBLISHED_LOCATIONS = (
     "gs://vit_models/imagenet21k/, gs://vit_models/augreg/ "
     "(also over https as https://storage.googleapis.com/vit_models/imagenet21k/..., "
@@ -9,7 +11,7 @@ PUBLISHED_LOCATIONS = (
 )
 
 
-class CheckpointError(ValueError):
+class CheckpointError(VitJaxError, ValueError):
     """A checkpoint file that cannot be used: missing, unreadable, or not matching the model.
 
     The message always names the file and says what to do about it.

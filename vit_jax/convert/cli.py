@@ -7,7 +7,7 @@ import sys
 import textwrap
 from collections.abc import Sequence
 
-USAGE_ERROR = 2
+from vit_jax import errors
 
 _EPILOG = """\
 SRC is a published-layout .npz (local path, gs:// or https://), a training workdir, an HF
@@ -48,8 +48,7 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
 
 
 def _fail(message: str) -> int:
-    print(textwrap.fill(f"error: {message}", width=100), file=sys.stderr)
-    return USAGE_ERROR
+    return errors.report(message)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -23,10 +23,12 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 
 import numpy as np
 
+from vit_jax.errors import VitJaxError
+
 Shape = tuple[int, ...]
 
 
-class ConversionError(ValueError):
+class ConversionError(VitJaxError, ValueError):
     """A checkpoint that cannot be converted as asked; the message says why and what to do."""
 
 

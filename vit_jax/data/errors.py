@@ -5,8 +5,10 @@ from __future__ import annotations
 import difflib
 from collections.abc import Iterable
 
+from vit_jax.errors import VitJaxError
 
-class DataError(ValueError):
+
+class DataError(VitJaxError, ValueError):
     """A dataset or preprocessing setting that cannot work; the message says how to fix it."""
 
 

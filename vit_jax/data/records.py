@@ -25,6 +25,7 @@ from collections.abc import Iterable, Sequence
 import tensorflow as tf
 from array_record.python import array_record_data_source, array_record_module
 
+from vit_jax import errors
 from vit_jax.data.errors import DataError
 from vit_jax.data.presets import DatasetPreset
 
@@ -201,13 +202,11 @@ def main(argv: list[str] | None = None) -> int:
     convert.add_argument("target_dir")
     args = parser.parse_args(argv)
     if os.path.abspath(args.source_dir) == os.path.abspath(args.target_dir):
-        print("Error: write the ArrayRecord files to another directory.", file=sys.stderr)
-        return 2
+        return errors.report("write the ArrayRecord files to another directory.")
     try:
         written = convert_tfrecords(args.source_dir, args.target_dir)
     except DataError as e:
-        print(f"Error: {e}", file=sys.stderr)
-        return 2
+        return errors.report(e)
     counts = ", ".join(f"{split}: {n}" for split, n in written.items())
     print(f"Wrote {args.target_dir} ({counts}); use dataset='{PREFIX}{args.target_dir}'.")
     return 0

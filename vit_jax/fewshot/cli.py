@@ -13,16 +13,14 @@ from __future__ import annotations
 
 import argparse
 import json
-import sys
 from collections.abc import Sequence
 
-from vit_jax import checkpoint, data, quiet
+from vit_jax import checkpoint, data, errors, quiet
 from vit_jax.errors import ConfigError
 from vit_jax.fewshot.evaluator import PRESETS
 from vit_jax.fewshot.published import evaluate_checkpoint
 from vit_jax.fewshot.report import format_table
 
-EXIT_USER_ERROR = 2  # As argparse uses for bad arguments.
 USER_ERRORS = (ConfigError, data.DataError, checkpoint.CheckpointError)
 
 
@@ -59,8 +57,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             tfds_data_dir=args.tfds_data_dir,
         )
     except USER_ERRORS as e:
-        print(f"Error: {e}", file=sys.stderr)
-        return EXIT_USER_ERROR
+        return errors.report(e)
     if args.json:
         as_json = {name: {str(n): acc for n, acc in r.items()} for name, r in results.items()}
         print(json.dumps(as_json))

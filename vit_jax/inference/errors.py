@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+from vit_jax.errors import VitJaxError
 
-class InferenceError(ValueError):
+
+class InferenceError(VitJaxError, ValueError):
     """A user input the inference tools cannot use (image, label file, checkpoint contents)."""
 
 

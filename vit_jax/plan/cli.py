@@ -16,7 +16,7 @@ import json
 import sys
 from typing import Any
 
-from vit_jax import config_cli
+from vit_jax import config_cli, errors
 from vit_jax.errors import ConfigError
 from vit_jax.plan import compile as plan_compile
 from vit_jax.plan import search as plan_search
@@ -168,5 +168,4 @@ def main(argv: list[str] | None = None) -> int:
     try:
         return run(config, flag_values)
     except ConfigError as e:  # Topology, mesh, batch, dataset: one paragraph, status 2.
-        print(f"Error: {e}", file=sys.stderr)
-        return 2
+        return errors.report(e)
