@@ -28,13 +28,13 @@ from benchmarks import common
 from configs import finetune
 from vit_jax import data, sharding
 from vit_jax.checkpoint import integrity
-from vit_jax.checkpoint.train_state import (
+from vit_jax.training.train_state import (
     DataIteratorHandler,
     DataIteratorRestore,
     DataIteratorSave,
     TrainCheckpointer,
 )
-from vit_jax.trainer import Trainer
+from vit_jax.training.trainer import Trainer
 
 
 class _Position:

@@ -29,7 +29,7 @@ import json, sys, types
 import jax
 from configs import base
 from vit_jax import sharding
-from vit_jax.trainer import Trainer
+from vit_jax.training.trainer import Trainer
 
 model, fsdp, pretrained_dir = sys.argv[1], int(sys.argv[2]), sys.argv[3]
 config = base.get_config()

@@ -72,9 +72,9 @@ def time_train_step(model, params, images, labels) -> tuple[float, float]:
 
 
 def trainer_step_fn(model, accum_steps: int):
-    """The trainer's own step (`vit_jax.step.make_train_step`: SGD, softmax cross-entropy,
+    """The trainer's own step (`vit_jax.training.step.make_train_step`: SGD, softmax cross-entropy,
     the batch split into `accum_steps` micro-batches) -> `(state, batch) -> (state, metrics)`."""
-    from vit_jax import losses, step
+    from vit_jax.training import losses, step
 
     tx = optax.sgd(0.01)
     train_step = step.make_train_step(
@@ -106,7 +106,7 @@ def measure(
     params = random_params(model, image_size)
     images = jax.random.uniform(jax.random.key(2), (batch, image_size, image_size, 3), minval=-1)
     if train and accum_steps:
-        from vit_jax.step import TrainState
+        from vit_jax.training.step import TrainState
 
         labels = jax.nn.one_hot(jnp.arange(batch) % 1000, 1000)
         # FLOPs of the plain step: XLA's cost analysis counts the accumulation loop once.
@@ -174,7 +174,8 @@ def main(argv=None) -> None:
         nargs="+",
         type=int,
         default=[],
-        help="With --train, also time the trainer's own step (vit_jax.step) with the batch "
+        help="With --train, also time the trainer's own step (vit_jax.training.step) with the "
+        "batch "
         "split into each of these numbers of micro-batches (config.accum_steps).",
     )
     parser.add_argument("--json", action="store_true")

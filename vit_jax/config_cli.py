@@ -1,4 +1,10 @@
-"""The `--config FILE --config.key=value` flag every CLI shares, and its plain-words errors."""
+"""The `--config FILE --config.key=value` flag every config-driven CLI shares, and its errors.
+
+Flag styles: `train` and `plan` take a config, and ml_collections' `--config.key=value`
+overrides exist only as absl flags, so those two use absl; the CLIs without a config (infer,
+figures, export, convert, fewshot, data.records) use argparse. All of them report user errors
+the same way (`vit_jax.errors.report`: `Error: <message>`, exit 2).
+"""
 
 from __future__ import annotations
 

@@ -10,13 +10,13 @@ resolution with values in [-1, 1]. Probabilities are a softmax, or per-class sig
 multi-label ImageNet-21k heads (21843 classes; override with --multi_label or
 --no_multi_label).
 
-From Python (notebooks):
+This module is the command line; from Python (notebooks) use `vit_jax.inference`:
 
-    from vit_jax import infer
-    predictor = infer.Predictor.from_checkpoint('ViT-B_16_imagenet2012.npz')
+    from vit_jax import inference
+    predictor = inference.Predictor.from_checkpoint('ViT-B_16_imagenet2012.npz')
     predictor.predict(['cat.jpg'], top_k=5)          # [[Prediction(index, label, prob), ...]]
     heatmap = predictor.attention_rollout('cat.jpg')  # [gh, gw]
-    infer.attention_overlay([predictor.load('cat.jpg')], [heatmap])  # a matplotlib Figure
+    inference.attention_overlay([predictor.load('cat.jpg')], [heatmap])  # a matplotlib Figure
 """
 
 from __future__ import annotations
@@ -31,40 +31,9 @@ import jax.numpy as jnp
 
 from vit_jax import errors, quiet
 from vit_jax.checkpoint import CheckpointError
-from vit_jax.inference import (
-    ImageError,
-    InferenceError,
-    LabelError,
-    Labels,
-    Prediction,
-    Predictor,
-    attention_rollout,
-    load_image,
-    prepare_image,
-    resolve_labels,
-    rollout_matrix,
-    to_display,
-)
+from vit_jax.inference import InferenceError, Prediction, Predictor
 from vit_jax.inference.labels import AUTO, BUILTIN, INDICES
 from vit_jax.inference.plots import attention_overlay, save_png
-
-__all__ = [
-    "ImageError",
-    "InferenceError",
-    "LabelError",
-    "Labels",
-    "Prediction",
-    "Predictor",
-    "attention_overlay",
-    "attention_rollout",
-    "load_image",
-    "main",
-    "prepare_image",
-    "resolve_labels",
-    "rollout_matrix",
-    "save_png",
-    "to_display",
-]
 
 DTYPES = {"float32": jnp.float32, "bfloat16": jnp.bfloat16}
 

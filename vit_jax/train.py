@@ -29,23 +29,13 @@ from typing import Any
 import jax
 import ml_collections
 
-from vit_jax import (
-    checkpoint,
-    config_cli,
-    data,
-    divergence,
-    errors,
-    fewshot,
-    metrics,
-    run_log,
-    runtime,
-    sharding,
-)
-from vit_jax.checkpoint import fs, resume
-from vit_jax.checkpoint.train_state import CHECKPOINT_DIR, CheckpointMismatch, TrainCheckpointer
+from vit_jax import checkpoint, config_cli, data, errors, fewshot, sharding
+from vit_jax.checkpoint import fs
 from vit_jax.errors import ConfigError, TrainingDivergedError, WorkdirError
-from vit_jax.trainer import Trainer, evaluate
-from vit_jax.workdir_lock import WorkdirLock
+from vit_jax.training import divergence, metrics, resume, run_log, runtime
+from vit_jax.training.train_state import CHECKPOINT_DIR, CheckpointMismatch, TrainCheckpointer
+from vit_jax.training.trainer import Trainer, evaluate
+from vit_jax.training.workdir_lock import WorkdirLock
 
 CONFIG_FILE = "config.json"  # The config of the latest run in the workdir.
 
@@ -344,7 +334,8 @@ def _report(error: Exception, workdir: str, verbose: bool) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     """Parses the command line, joins a multi-host job if any, trains; returns the exit code."""
-    from vit_jax import quiet, run_summary  # The command line's own helpers.
+    from vit_jax import quiet  # The command line's own helpers.
+    from vit_jax.training import run_summary
 
     quiet.for_command_line()
     argv = list(sys.argv if argv is None else argv)

@@ -8,7 +8,7 @@ import subprocess
 import sys
 
 from tests.cli.conftest import TINY, readme_main_job
-from vit_jax import metrics
+from vit_jax.training import metrics
 
 MAX_NOISE_LINES = 3
 # Lines the program prints itself (vit_jax/train.py, run_summary.py, data/catalog.py).

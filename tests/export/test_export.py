@@ -14,6 +14,7 @@ import pytest
 
 from tests.models import tiny as tiny_models
 from vit_jax import export
+from vit_jax.convert import export as exporter
 
 # Runs in a fresh interpreter that never imports vit_jax: deserialise, call at batch 1 and 3.
 _RUN_WITHOUT_VIT_JAX = textwrap.dedent(
@@ -58,7 +59,7 @@ def test_artifact_runs_without_our_code_at_any_batch_size(artifacts):
 def test_signature_and_info(artifacts):
     _, made = artifacts
     _, out, _ = made["token"]
-    exported = export.load(out)
+    exported = exporter.load(out)
     assert str(exported.in_avals[0].shape[0]) == "b"
     assert exported.in_avals[0].shape[1:] == (16, 16, 3)
     assert exported.platforms == ("cpu", "cuda")
@@ -72,9 +73,9 @@ def test_signature_and_info(artifacts):
 def test_params_as_input(tiny_checkpoints, tmp_path):
     tiny = tiny_checkpoints("gap")
     out = str(tmp_path / "gap.jax.bin")
-    written = export.export_checkpoint(tiny.npz, out, platforms=("cpu",), params_as_input=True)
+    written = exporter.export_checkpoint(tiny.npz, out, platforms=("cpu",), params_as_input=True)
     assert written == [out, out + ".params.npz", out + ".json"]
-    exported = export.load(out)
+    exported = exporter.load(out)
     params = dict(np.load(out + ".params.npz"))
     np.testing.assert_allclose(exported.call(params, tiny.images), tiny.logits, atol=1e-5)
     assert jax.tree.structure(params) == exported.in_tree.children()[0].children()[0]

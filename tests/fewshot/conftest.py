@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from configs import digits
-from tests.train import tiny_config
+from tests.training import tiny_config
 from vit_jax import checkpoint, models
 from vit_jax.train import TrainResult, train_and_evaluate
 

@@ -12,10 +12,11 @@ import tensorflow as tf
 
 from configs import digits
 from tests.fewshot.conftest import STEPS
-from vit_jax import metrics, sharding
+from vit_jax import sharding
 from vit_jax.errors import ConfigError
 from vit_jax.fewshot import cli
 from vit_jax.train import check_config
+from vit_jax.training import metrics
 
 SHOTS = (1, 5, 10, 25)
 

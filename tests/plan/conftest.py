@@ -12,7 +12,7 @@ import os
 import ml_collections
 import pytest
 
-from tests.train import tiny_config
+from tests.training import tiny_config
 
 HAVE_LIBTPU = importlib.util.find_spec("libtpu") is not None
 

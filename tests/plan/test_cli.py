@@ -7,10 +7,10 @@ import sys
 
 import pytest
 
-from tests.train.conftest import REPO_ROOT
+from tests.training.conftest import REPO_ROOT
 from vit_jax.plan import cli
 
-CONFIG = "--config=tests/train/tiny_config.py"
+CONFIG = "--config=tests/training/tiny_config.py"
 
 
 @pytest.fixture(autouse=True)

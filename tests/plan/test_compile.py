@@ -11,7 +11,7 @@ import pytest
 
 from tests.plan.conftest import small_config
 from vit_jax import plan, sharding
-from vit_jax.trainer import Trainer
+from vit_jax.training.trainer import Trainer
 
 
 def compile_for(config, topology, num_chips=None, with_eval=False):

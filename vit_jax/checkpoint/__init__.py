@@ -8,13 +8,13 @@
 Every unusable file raises `CheckpointError` (a ValueError) naming the file and the fix.
 """
 
-from vit_jax.checkpoint.errors import PUBLISHED_LOCATIONS, CheckpointError, UnreachableError
-from vit_jax.checkpoint.infer import (
+from vit_jax.checkpoint.architecture import (
     infer_config,
     infer_image_size,
     infer_num_classes,
     patch_stride,
 )
+from vit_jax.checkpoint.errors import PUBLISHED_LOCATIONS, CheckpointError, UnreachableError
 from vit_jax.checkpoint.npz import load, save
 from vit_jax.checkpoint.posemb import resize_posemb
 from vit_jax.checkpoint.pretrained import check_params, load_pretrained

@@ -9,8 +9,8 @@ from collections.abc import Callable, Mapping
 from typing import Any
 
 from vit_jax.checkpoint import layout
+from vit_jax.checkpoint.architecture import patch_stride
 from vit_jax.checkpoint.errors import CheckpointError
-from vit_jax.checkpoint.infer import patch_stride
 from vit_jax.checkpoint.npz import load
 from vit_jax.checkpoint.posemb import grid_shape, resize_posemb
 from vit_jax.models import stack_encoder_blocks, unstack_encoder_blocks

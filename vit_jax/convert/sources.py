@@ -13,7 +13,6 @@ import dataclasses
 import os
 from typing import Any
 
-from vit_jax.checkpoint import train_state
 from vit_jax.convert import hf, timm
 from vit_jax.convert.rules import ConversionError, rules_from_torch
 from vit_jax.convert.tensors import (
@@ -24,6 +23,7 @@ from vit_jax.convert.tensors import (
     Tensors,
     TorchFile,
 )
+from vit_jax.training import train_state
 
 LABELS_SUFFIX = ".labels.txt"
 _TORCH_SUFFIXES = (".safetensors", ".pth", ".pt", ".bin")

@@ -70,11 +70,15 @@ class TrainIterator:
         return self._queue.popleft()
 
     def _diagnose(self) -> str:
-        """Which example of the batch being read is unreadable, if one is."""
+        """Which example of the batch being read (or the next, read ahead) is unreadable."""
         d = self._dataset
-        indices = pipeline.train_indices(
-            d, self._fetched, self._global_batch, self._local, self._shard_index
-        )
+        indices = [
+            index
+            for batch_index in (self._fetched, self._fetched + 1)
+            for index in pipeline.train_indices(
+                d, batch_index, self._global_batch, self._local, self._shard_index
+            )
+        ]
         return pipeline.find_undecodable(d.source, d.train_records, d.train_split, indices)
 
     def state(self) -> dict[str, Any]:
@@ -192,12 +196,14 @@ class EvalIterator:
     def __iter__(self) -> Iterator[Batch]:
         queue: collections.deque[Batch] = collections.deque()
         tf_iter = iter(self._tf_dataset)
-        d = self._dataset
-        diagnose = lambda: pipeline.find_undecodable(
-            d.source, d.test_records, d.test_split, list(range(len(d.test_records)))
-        )
+        d, batch = self._dataset, self._global_batch
+
+        def diagnose(i: int) -> str:  # The examples of batch i (and the next, read ahead).
+            indices = range(i * batch, min((i + 2) * batch, len(d.test_records)))
+            return pipeline.find_undecodable(d.source, d.test_records, d.test_split, indices)
+
         for i in range(self._num_batches):
-            host = _read_batch(tf_iter, f"evaluation batch {i}", diagnose)
+            host = _read_batch(tf_iter, f"evaluation batch {i}", lambda i=i: diagnose(i))
             queue.append(to_global(host, self._sharding, self._global_batch))
             if len(queue) > self._prefetch:
                 yield queue.popleft()

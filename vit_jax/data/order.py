@@ -8,10 +8,12 @@ global, and it differs per epoch and per seed.
 
 Global batch b holds positions b*B .. b*B + B - 1, laid over the mesh's data shards in order:
 the process whose rows of the batch are r0 .. r0 + L - 1 reads positions b*B + r0 .. and
-nothing else. Per-example randomness comes from (seed, position), so a batch is the same
-whichever process reads it, and the whole data position of a run is one integer: the index of
-the next global batch. It does not depend on the number of processes either: a run resumed
-on another number of hosts continues with exactly the examples it would have seen.
+nothing else. Per-example randomness comes from (seed, position), so an example is
+preprocessed the same whichever process reads it, and the whole data position of a run is one
+integer: the index of the next global batch. It does not depend on the number of processes
+either: a run resumed on another number of hosts continues with exactly the examples it would
+have seen (only mixup, which pairs rows within each process's part of a batch, mixes them
+differently).
 """
 
 from __future__ import annotations

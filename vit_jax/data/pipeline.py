@@ -9,6 +9,8 @@ gives from there: the data position is the batch index, not tf.data's internal s
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import numpy as np
 import tensorflow as tf
 
@@ -67,7 +69,7 @@ def read_examples(
     return ds.unbatch()
 
 
-def find_undecodable(source: Source, records: Records, split: str, indices: list[int]) -> str:
+def find_undecodable(source: Source, records: Records, split: str, indices: Sequence[int]) -> str:
     """Names the first of `indices` whose record cannot be read, parsed or decoded ('' if none).
 
     Run eagerly after a pipeline failure: tf.data's own errors do not say which example.

@@ -187,8 +187,14 @@ class ShardedSource:
         )
         if self.multi_label:  # Unbatches into [k] vectors.
             return {"image": ex["image"], "label": tf.RaggedTensor.from_sparse(ex["labels"])}
-        # Single-label: every example has exactly one.
-        return {"image": ex["image"], "label": tf.sparse.to_dense(ex["labels"])[:, 0]}
+        labels = tf.RaggedTensor.from_sparse(ex["labels"])
+        tf.debugging.assert_equal(
+            labels.row_lengths(),
+            tf.ones_like(labels.row_lengths()),
+            message=f"{self.directory}: single-label examples need exactly one label each; "
+            "write info.json with multi_label true if some have several",
+        )
+        return {"image": ex["image"], "label": labels.flat_values}
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -140,7 +140,7 @@ class Predictor:
                 raise ImageError(
                     f"Float image arrays must be model-ready, [{self.image_size[0]}, "
                     f"{self.image_size[1]}, 3] in [-1, 1]; got {image.shape}. Use "
-                    "vit_jax.infer.load_image or pass a path, PIL image or uint8 array."
+                    "vit_jax.inference.load_image or pass a path, PIL image or uint8 array."
                 )
             return image.astype(np.float32)
         return load_image(image, self.image_size)

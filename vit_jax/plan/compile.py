@@ -23,7 +23,7 @@ from vit_jax.data.presets import DATASET_PRESETS
 from vit_jax.errors import ConfigError
 from vit_jax.plan.flops import step_flops
 from vit_jax.plan.topology import Topology
-from vit_jax.trainer import Trainer
+from vit_jax.training.trainer import Trainer
 
 DEFAULT_HEADROOM = 0.1  # Fraction of HBM kept free for the runtime, fragmentation, buffers.
 

@@ -13,11 +13,11 @@ import jax
 import numpy as np
 import pytest
 
-from tests.train import synthetic
-from tests.train.conftest import REPO_ROOT, child_env
+from tests.training import synthetic
+from tests.training.conftest import REPO_ROOT, child_env
 from vit_jax import checkpoint, train
 
-WORKER = os.path.join(REPO_ROOT, "tests", "train", "multiprocess_worker.py")
+WORKER = os.path.join(REPO_ROOT, "tests", "training", "multiprocess_worker.py")
 TIMEOUT = 240  # Seconds; a hung collective must not hang the suite.
 
 

@@ -6,7 +6,7 @@ import ml_collections
 import pytest
 
 from configs import base
-from tests.train import tiny_config
+from tests.training import tiny_config
 from vit_jax.train import train_and_evaluate
 
 

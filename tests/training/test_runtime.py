@@ -7,7 +7,7 @@ import signal
 
 import pytest
 
-from vit_jax import runtime
+from vit_jax.training import runtime
 
 
 @pytest.mark.parametrize(

@@ -1,6 +1,6 @@
 """A tiny, fast version of configs/digits.py for the trainer tests (also a config file).
 
-python -m vit_jax.train --config tests/train/tiny_config.py --workdir /tmp/tiny
+python -m vit_jax.train --config tests/training/tiny_config.py --workdir /tmp/tiny
 """
 
 from __future__ import annotations

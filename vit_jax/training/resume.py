@@ -15,10 +15,10 @@ from typing import Any
 import jax
 from jax.experimental import multihost_utils
 
-from vit_jax import run_log
 from vit_jax.checkpoint import fs
-from vit_jax.checkpoint.train_state import CheckpointDamaged, ResumableIterator, TrainCheckpointer
 from vit_jax.errors import WorkdirError
+from vit_jax.training import run_log
+from vit_jax.training.train_state import CheckpointDamaged, ResumableIterator, TrainCheckpointer
 
 DAMAGED_SUFFIX = ".damaged"  # workdir/checkpoints.damaged/<step>/ holds what was set aside.
 

@@ -10,11 +10,11 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from tests.train.reliability import faults
-from tests.train.test_train_state import Position
+from tests.training.reliability import faults
+from tests.training.test_train_state import Position
 from vit_jax import sharding
 from vit_jax.checkpoint import integrity
-from vit_jax.checkpoint.train_state import CheckpointDamaged, TrainCheckpointer
+from vit_jax.training.train_state import CheckpointDamaged, TrainCheckpointer
 
 
 def test_array_checksums_ignore_the_sharding_and_see_every_bit():

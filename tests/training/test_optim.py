@@ -10,8 +10,8 @@ import optax
 import pytest
 
 from configs import base
-from vit_jax import optim
 from vit_jax.errors import ConfigError
+from vit_jax.training import optim
 
 
 def config(**overrides) -> ml_collections.ConfigDict:

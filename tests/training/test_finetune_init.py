@@ -6,10 +6,10 @@ import jax
 import numpy as np
 import pytest
 
-from tests.train import tiny_config
+from tests.training import tiny_config
 from vit_jax import checkpoint, models, sharding
 from vit_jax.plan import DatasetShape
-from vit_jax.trainer import Trainer
+from vit_jax.training.trainer import Trainer
 
 NUM_CLASSES = 5
 

@@ -6,7 +6,7 @@ import math
 
 import numpy as np
 
-from vit_jax import metrics
+from vit_jax.training import metrics
 
 
 def test_jsonl_writer_appends_one_object_per_write(tmp_path):

@@ -11,9 +11,9 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from tests.train.conftest import REPO_ROOT, child_env
+from tests.training.conftest import REPO_ROOT, child_env
 from vit_jax import sharding
-from vit_jax.checkpoint.train_state import TrainCheckpointer
+from vit_jax.training.train_state import TrainCheckpointer
 
 
 class Position:
@@ -55,8 +55,8 @@ def test_round_trip_onto_shardings_and_keep(tmp_path):
 KILLED_MID_SAVE = """
 import os, sys
 import jax.numpy as jnp
-from vit_jax.checkpoint.train_state import TrainCheckpointer
-from tests.train.test_train_state import Position
+from vit_jax.training.train_state import TrainCheckpointer
+from tests.training.test_train_state import Position
 
 class Dies(Position):
     def save(self, path):

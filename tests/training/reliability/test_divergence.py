@@ -10,9 +10,8 @@ import re
 
 import numpy as np
 
-from tests.train.reliability import faults
-from vit_jax import divergence, metrics
-from vit_jax.checkpoint import resume, train_state
+from tests.training.reliability import faults
+from vit_jax.training import divergence, metrics, resume, train_state
 
 
 def test_monitor_names_the_first_exploded_or_non_finite_step():

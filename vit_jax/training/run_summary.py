@@ -6,8 +6,8 @@ from __future__ import annotations
 import os
 from collections.abc import Mapping
 
-from vit_jax import metrics
-from vit_jax.checkpoint.train_state import CHECKPOINT_DIR
+from vit_jax.training import metrics
+from vit_jax.training.train_state import CHECKPOINT_DIR
 
 # Metric names shown in the summary, in this order, when present; others follow sorted.
 _FIRST = ("test_accuracy", "test_loss")

@@ -11,16 +11,18 @@ import sys
 from unittest import mock
 
 import jax
+import ml_collections
 import numpy as np
 import pytest
 
 from configs import digits_finetune
-from tests.train import tiny_config
-from tests.train.conftest import REPO_ROOT, child_env
-from vit_jax import checkpoint, metrics, sharding
+from tests.training import tiny_config
+from tests.training.conftest import REPO_ROOT, child_env
+from vit_jax import checkpoint, data, sharding
 from vit_jax.data import dataset as data_dataset
 from vit_jax.train import CHECKPOINT_DIR, train_and_evaluate
-from vit_jax.trainer import Trainer
+from vit_jax.training import metrics
+from vit_jax.training.trainer import Trainer
 
 
 @pytest.fixture(scope="module")
@@ -69,6 +71,18 @@ def test_digits_run_writes_metrics_checkpoints_and_npz(digits_run):
     assert params["Transformer"]["posembed_input"]["pos_embedding"].shape == (1, 5, 16)
 
 
+def test_resume_with_other_data_settings_is_refused_and_keeps_the_checkpoints(digits_run):
+    """A changed batch is the user's change, not damage: refused, nothing moved aside."""
+    config, workdir, _, _ = digits_run
+    config = ml_collections.ConfigDict(config.to_dict())
+    config.update(total_steps=60, batch=32)
+    before = sorted(os.listdir(os.path.join(workdir, CHECKPOINT_DIR)))
+    with pytest.raises(data.DataError, match=r"batch: 16 -> 32"):
+        train_and_evaluate(config, workdir)
+    assert sorted(os.listdir(os.path.join(workdir, CHECKPOINT_DIR))) == before == ["20", "40"]
+    assert not [p for p in os.listdir(workdir) if "damaged" in p]
+
+
 def test_finetune_from_npz_at_another_resolution(digits_run, tmp_path):
     """12 px instead of 8: position embeddings resized 2x2 -> 3x3, head from scratch."""
     _, workdir, result, _ = digits_run
@@ -110,7 +124,7 @@ def test_sigterm_saves_and_resuming_reproduces_the_losses(tmp_path):
     reference = train_and_evaluate(config, str(tmp_path / "reference"))
 
     workdir = str(tmp_path / "preempted")
-    command = [sys.executable, "-m", "vit_jax.train", "--config=tests/train/tiny_config.py"]
+    command = [sys.executable, "-m", "vit_jax.train", "--config=tests/training/tiny_config.py"]
     child = subprocess.Popen(
         [*command, f"--workdir={workdir}", *overrides],
         cwd=REPO_ROOT,
@@ -142,8 +156,9 @@ def test_sigterm_saves_and_resuming_reproduces_the_losses(tmp_path):
 
 def test_workdir_params_read_back_for_conversion(digits_run, tmp_path):
     """A training workdir's latest checkpoint gives the final parameters, and converts."""
-    from vit_jax.checkpoint import layout, train_state
+    from vit_jax.checkpoint import layout
     from vit_jax.convert import convert
+    from vit_jax.training import train_state
 
     _, workdir, result, _ = digits_run
     final = layout.flatten(checkpoint.load(result.npz_path))

@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from tests.train.reliability import faults
+from tests.training.reliability import faults
 from vit_jax import infer
 from vit_jax.checkpoint import UnreachableError, fs, load
 

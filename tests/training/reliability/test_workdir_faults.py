@@ -14,11 +14,11 @@ import sys
 
 import pytest
 
-from tests.train import synthetic
-from tests.train.conftest import REPO_ROOT, child_env
-from tests.train.reliability import faults
-from vit_jax.checkpoint import train_state
-from vit_jax.workdir_lock import WorkdirLock
+from tests.training import synthetic
+from tests.training.conftest import REPO_ROOT, child_env
+from tests.training.reliability import faults
+from vit_jax.training import train_state
+from vit_jax.training.workdir_lock import WorkdirLock
 
 SLACK_BYTES = 40 << 10  # Room left on the disk: metrics lines fit, a checkpoint (~120 KiB) not.
 
@@ -132,7 +132,7 @@ def test_second_trainer_is_refused_naming_the_holder(tmp_path, monkeypatch, caps
 
 HOLD_THEN_WAIT = """
 import sys, time
-from vit_jax.workdir_lock import WorkdirLock
+from vit_jax.training.workdir_lock import WorkdirLock
 WorkdirLock(sys.argv[1]).acquire()
 print("held", flush=True)
 time.sleep(120)

@@ -17,8 +17,8 @@ import jax.numpy as jnp
 import optax
 
 from vit_jax import models
-from vit_jax.losses import LossFn
 from vit_jax.models.micro_batch import MicroBatch
+from vit_jax.training.losses import LossFn
 
 Batch = dict[str, jax.Array]
 Metrics = dict[str, jax.Array]

@@ -7,11 +7,11 @@ import os
 
 import pytest
 
-from tests.train import synthetic
-from tests.train.conftest import REPO_ROOT
-from tests.train.reliability import faults
-from vit_jax import runtime, train
-from vit_jax.checkpoint import train_state
+from tests.training import synthetic
+from tests.training.conftest import REPO_ROOT
+from tests.training.reliability import faults
+from vit_jax import train
+from vit_jax.training import runtime, train_state
 
 
 @pytest.fixture(autouse=True)

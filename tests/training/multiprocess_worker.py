@@ -1,6 +1,6 @@
 """One process of a multi-process run on localhost CPUs, for test_multiprocess.py.
 
-    python tests/train/multiprocess_worker.py PROCESS_ID NUM_PROCESSES PORT WORKDIR OUT_JSON
+    python tests/training/multiprocess_worker.py PROCESS_ID NUM_PROCESSES PORT WORKDIR OUT_JSON
 
 Trains the tiny synthetic config over all processes' devices (4 each, set by the parent
 through XLA_FLAGS) with gloo collectives, and process 0 writes the per-step losses.
@@ -16,14 +16,14 @@ import jax
 
 def main(process_id: int, num_processes: int, port: int, workdir: str, out: str) -> None:
     jax.config.update("jax_cpu_collectives_implementation", "gloo")
-    from vit_jax import runtime
+    from vit_jax.training import runtime
 
     runtime.initialize_distributed(
         coordinator_address=f"127.0.0.1:{port}",
         num_processes=num_processes,
         process_id=process_id,
     )
-    from tests.train import synthetic
+    from tests.training import synthetic
     from vit_jax import train
 
     train.data = synthetic.SyntheticData()

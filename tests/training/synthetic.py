@@ -106,8 +106,8 @@ class SyntheticData:
 
 
 def tiny_synthetic_config():
-    """tests/train/tiny_config.py adapted to the synthetic data: 8 px, 4 classes."""
-    from tests.train import tiny_config
+    """tests/training/tiny_config.py adapted to the synthetic data: 8 px, 4 classes."""
+    from tests.training import tiny_config
 
     config = tiny_config.get_config()
     config.batch = 16

@@ -6,8 +6,8 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from vit_jax import losses
 from vit_jax.errors import ConfigError
+from vit_jax.training import losses
 
 LOGITS = np.array([[2.0, -1.0, 0.5], [0.0, 3.0, -2.0]], np.float32)
 LABELS = np.array([[1.0, 0.0, 0.0], [0.0, 0.9, 0.1]], np.float32)

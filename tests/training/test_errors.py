@@ -8,12 +8,12 @@ import time
 
 import pytest
 
-from tests.train import synthetic
-from tests.train.conftest import REPO_ROOT
+from tests.training import synthetic
+from tests.training.conftest import REPO_ROOT
 from vit_jax import train
 from vit_jax.errors import TrainingDivergedError
 
-CONFIG = "--config=tests/train/tiny_config.py"
+CONFIG = "--config=tests/training/tiny_config.py"
 
 
 @pytest.fixture(autouse=True)

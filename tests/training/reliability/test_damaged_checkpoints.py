@@ -8,9 +8,9 @@ import os
 
 import pytest
 
-from tests.train.reliability import faults
-from vit_jax import run_log
-from vit_jax.checkpoint import CheckpointError, integrity, resume, train_state
+from tests.training.reliability import faults
+from vit_jax.checkpoint import CheckpointError, integrity
+from vit_jax.training import resume, run_log, train_state
 
 
 def _data_file(step_dir: str) -> str:

@@ -8,13 +8,13 @@ import shutil
 
 import numpy as np
 
-from tests.train import synthetic
-from vit_jax import metrics, train
-from vit_jax.checkpoint import train_state
+from tests.training import synthetic
+from vit_jax import train
+from vit_jax.training import metrics, train_state
 
 # The tiny config on the synthetic data: 8 steps, a checkpoint every 2, the last 3 kept.
 ARGS = [
-    "--config=tests/train/tiny_config.py",
+    "--config=tests/training/tiny_config.py",
     "--config.batch_eval=16",
     "--config.model.dtype=float32",
     "--config.total_steps=8",

@@ -8,9 +8,9 @@ import numpy as np
 import optax
 import pytest
 
-from tests.train import synthetic
+from tests.training import synthetic
 from vit_jax import sharding
-from vit_jax.trainer import Trainer
+from vit_jax.training.trainer import Trainer
 
 NUM_STEPS = 3
 MESH = {"data": 2, "fsdp": 4}  # Batches over all 8 devices, parameters split in 4.

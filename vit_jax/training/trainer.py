@@ -16,8 +16,9 @@ import jax.numpy as jnp
 import ml_collections
 import numpy as np
 
-from vit_jax import checkpoint, losses, models, optim, sharding
-from vit_jax.step import TrainState, make_eval_step, make_train_step
+from vit_jax import checkpoint, models, sharding
+from vit_jax.training import losses, optim
+from vit_jax.training.step import TrainState, make_eval_step, make_train_step
 
 
 def model_from_config(

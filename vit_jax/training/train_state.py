@@ -31,7 +31,7 @@ from jax.experimental import multihost_utils
 
 from vit_jax.checkpoint import fs, integrity
 from vit_jax.checkpoint.errors import CheckpointError
-from vit_jax.errors import WorkdirError
+from vit_jax.errors import VitJaxError, WorkdirError
 
 ITERATOR_PREFIX = "iterator"
 CHECKPOINT_DIR = "checkpoints"  # Orbax checkpoints live in workdir/checkpoints/<step>/.
@@ -79,8 +79,10 @@ class StateRestore(ocp.args.StandardRestore):
 class ResumableIterator(Protocol):
     """An input pipeline that can write and read back its exact position.
 
-    Every process calls `save(path)` with the same `path`; each must write its own files
-    (e.g. `<path>-process<i>.*`) and read them back in `restore(path)`.
+    Every process calls `save(path)` and `restore(path)` with the same `path` (on storage all
+    processes share, as Orbax needs anyway); the iterator decides which process writes what.
+    `restore` raises a `VitJaxError` when the position does not apply to this run: that is a
+    user's change of settings, reported as such, never taken for a damaged checkpoint.
     """
 
     def save(self, path: str) -> None: ...
@@ -255,6 +257,9 @@ class TrainCheckpointer:
         try:
             restored = self._manager.restore(step, args=ocp.args.Composite(**items))
         except Exception as e:
+            refusal = _user_error(e)
+            if refusal is not None:  # E.g. the iterator refusing changed data settings.
+                raise refusal from None
             self._check_fits(step, step_dir, abstract_state)  # Another config, not damage?
             raise CheckpointDamaged(step, _named_file(e, step_dir), _first_line(e)) from e
         if verified:
@@ -426,3 +431,14 @@ def load_params(workdir: str | os.PathLike, step: int | None = None) -> dict[str
         ),
     )
     return unstack_encoder_blocks(restored["params"])
+
+
+def _user_error(error: BaseException) -> VitJaxError | None:
+    """The VitJaxError behind `error` (Orbax may wrap what a handler raised), if any."""
+    seen = set()
+    while error is not None and id(error) not in seen:
+        if isinstance(error, VitJaxError):
+            return error
+        seen.add(id(error))
+        error = error.__cause__ or error.__context__
+    return None
