@@ -19,12 +19,11 @@ import jax
 import ml_collections
 
 from vit_jax.checkpoint.posemb import grid_shape
-from vit_jax.models import MODEL_NAMES, get_config
+from vit_jax.models import MODEL_NAMES, TOKEN_CLASSIFIERS, get_config
 
 _ENCODER_BLOCK = re.compile(r"^encoderblock_(\d+)$")
 _STAGE = re.compile(r"^block(\d+)$")
 _UNIT = re.compile(r"^unit(\d+)$")
-_TOKEN_CLASSIFIERS = ("token", "token_unpooled")
 ROOT_WIDTH = 64  # Channels of the hybrid stem's root conv at width_factor 1.
 ROOT_STRIDE = 4  # The stem's 7x7/2 conv and 3x3/2 max-pool.
 
@@ -67,7 +66,7 @@ def _architecture(config: Any) -> tuple[Any, ...]:
         config["transformer"]["mlp_dim"],
         config["transformer"]["num_heads"],
         None if resnet is None else (tuple(resnet["num_layers"]), resnet["width_factor"]),
-        config["classifier"] in _TOKEN_CLASSIFIERS,
+        config["classifier"] in TOKEN_CLASSIFIERS,
     )
 
 

@@ -13,7 +13,7 @@ from vit_jax.checkpoint.architecture import patch_stride
 from vit_jax.checkpoint.errors import CheckpointError
 from vit_jax.checkpoint.npz import load
 from vit_jax.checkpoint.posemb import grid_shape, resize_posemb
-from vit_jax.models import stack_encoder_blocks, unstack_encoder_blocks
+from vit_jax.models import TOKEN_CLASSIFIERS, stack_encoder_blocks, unstack_encoder_blocks
 from vit_jax.models.scan_layout import is_stacked
 
 logger = logging.getLogger(__name__)
@@ -130,7 +130,7 @@ def load_pretrained(
         take_from_init("pre_logits/")
 
     # Resize only when both sides agree on the class token; otherwise check_params reports it.
-    model_has_token = model_config.get("classifier", "token") in ("token", "token_unpooled")
+    model_has_token = model_config.get("classifier", "token") in TOKEN_CLASSIFIERS
     if POSEMB in params and POSEMB in init and ("cls" in params) == model_has_token:
         old = params[POSEMB]
         try:

@@ -90,7 +90,7 @@ class Predictor:
         self.num_classes = checkpoint.infer_num_classes(params)
         self.stride = checkpoint.patch_stride(self.config)  # Input pixels per token (h, w).
         self.grid = (self.image_size[0] // self.stride[0], self.image_size[1] // self.stride[1])
-        self.has_class_token = self.config.classifier in ("token", "token_unpooled")
+        self.has_class_token = self.config.classifier in models.TOKEN_CLASSIFIERS
         self.model = models.build_model(
             {**self.config.to_dict(), "dtype": dtype}, num_classes=self.num_classes
         )

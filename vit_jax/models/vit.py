@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import functools
 from collections.abc import Mapping
-from typing import Any, Literal
+from typing import Any, Literal, get_args
 
 import flax.linen as nn
 import jax
@@ -28,7 +28,8 @@ from vit_jax.models.resnet import resnet_stem
 
 Dtype = Any
 Classifier = Literal["token", "gap", "unpooled", "token_unpooled"]
-CLASSIFIERS = ("token", "gap", "unpooled", "token_unpooled")
+CLASSIFIERS: tuple[Classifier, ...] = get_args(Classifier)
+TOKEN_CLASSIFIERS: tuple[Classifier, ...] = ("token", "token_unpooled")  # Prepend a class token.
 
 
 class VisionTransformer(nn.Module):
@@ -80,7 +81,7 @@ class VisionTransformer(nn.Module):
         batch, grid_h, grid_w, width = x.shape
         x = jnp.reshape(x, (batch, grid_h * grid_w, width))  # [B, gh*gw, D]
 
-        if self.classifier in ("token", "token_unpooled"):
+        if self.classifier in TOKEN_CLASSIFIERS:
             cls = self.param("cls", nn.initializers.zeros, (1, 1, width))  # [1, 1, D]
             cls = jnp.broadcast_to(cls.astype(self.dtype), (batch, 1, width))
             x = jnp.concatenate([cls, x], axis=1)  # [B, 1 + gh*gw, D]
