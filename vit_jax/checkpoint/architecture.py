@@ -20,8 +20,8 @@ import ml_collections
 
 from vit_jax.checkpoint.posemb import grid_shape
 from vit_jax.models import MODEL_NAMES, TOKEN_CLASSIFIERS, get_config
+from vit_jax.models.encoder import NUMBERED_BLOCK, STACKED_BLOCK, block_name
 
-_ENCODER_BLOCK = re.compile(r"^encoderblock_(\d+)$")
 _STAGE = re.compile(r"^block(\d+)$")
 _UNIT = re.compile(r"^unit(\d+)$")
 ROOT_WIDTH = 64  # Channels of the hybrid stem's root conv at width_factor 1.
@@ -38,11 +38,11 @@ def _numbered(names: Any, pattern: re.Pattern[str]) -> list[int]:
 
 def _encoder_blocks(encoder: Mapping[str, Any]) -> tuple[int, Mapping[str, Any]]:
     """`(num_layers, first block)`, for per-layer trees and `scan_layers` (stacked) trees."""
-    if "encoderblock" in encoder:  # One block whose leaves have a leading layer axis.
-        stacked = encoder["encoderblock"]
+    if STACKED_BLOCK in encoder:  # One block whose leaves have a leading layer axis.
+        stacked = encoder[STACKED_BLOCK]
         block = jax.tree.map(lambda x: jax.ShapeDtypeStruct(x.shape[1:], x.dtype), stacked)
         return jax.tree.leaves(stacked)[0].shape[0], block
-    return len(_numbered(encoder, _ENCODER_BLOCK)), encoder["encoderblock_0"]
+    return len(_numbered(encoder, NUMBERED_BLOCK)), encoder[block_name(0)]
 
 
 def _resnet(params: Mapping[str, Any]) -> ml_collections.ConfigDict | None:

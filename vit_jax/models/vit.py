@@ -22,7 +22,7 @@ import jax
 import jax.numpy as jnp
 
 from vit_jax.models.attention import Implementation
-from vit_jax.models.encoder import Encoder
+from vit_jax.models.encoder import NUMBERED_BLOCK, STACKED_BLOCK, Encoder
 from vit_jax.models.matmul import dot_general_f32
 from vit_jax.models.resnet import resnet_stem
 
@@ -153,13 +153,13 @@ _ENCODER_FIELDS = ("num_layers", "mlp_dim", "num_heads", "dropout_rate", "attent
 def attention_weights(intermediates: Mapping[str, Any]) -> list[jax.Array]:
     """Per-layer attention weights `[B, H, N, N]`, in depth order, from sown intermediates."""
     encoder = intermediates["Transformer"]
-    if "encoderblock" in encoder:  # scan_layers: one stacked entry [L, B, H, N, N].
-        stacked = encoder["encoderblock"]["MultiHeadDotProductAttention_1"]["attention_weights"][0]
+    if STACKED_BLOCK in encoder:  # scan_layers: one stacked entry [L, B, H, N, N].
+        stacked = encoder[STACKED_BLOCK]["MultiHeadDotProductAttention_1"]["attention_weights"][0]
         return list(stacked)
     blocks = sorted(
-        (name for name in encoder if name.startswith("encoderblock_")),
-        key=lambda name: int(name.rsplit("_", 1)[1]),
+        (int(m.group(1)), name) for name in encoder if (m := NUMBERED_BLOCK.match(name))
     )
     return [
-        encoder[name]["MultiHeadDotProductAttention_1"]["attention_weights"][0] for name in blocks
+        encoder[name]["MultiHeadDotProductAttention_1"]["attention_weights"][0]
+        for _, name in blocks
     ]
