@@ -21,6 +21,7 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
+from vit_jax.errors import ConfigError
 from vit_jax.models.attention import Implementation
 from vit_jax.models.encoder import NUMBERED_BLOCK, STACKED_BLOCK, Encoder
 from vit_jax.models.matmul import dot_general_f32
@@ -63,6 +64,11 @@ class VisionTransformer(nn.Module):
 
     def forward_features(self, inputs: jax.Array, *, train: bool) -> jax.Array:
         """Stem, patch embedding, class token and encoder: `[B, H, W, 3] -> [B, N, D]`."""
+        unknown = sorted(set(self.transformer) - set(_ENCODER_FIELDS))
+        if unknown:  # A misspelt field would otherwise silently keep its default.
+            raise ConfigError(
+                f"Unknown transformer fields {unknown}; the encoder takes {list(_ENCODER_FIELDS)}."
+            )
         x = inputs.astype(self.dtype)
         if self.resnet is not None:
             x = resnet_stem(
@@ -86,16 +92,16 @@ class VisionTransformer(nn.Module):
             cls = jnp.broadcast_to(cls.astype(self.dtype), (batch, 1, width))
             x = jnp.concatenate([cls, x], axis=1)  # [B, 1 + gh*gw, D]
 
-        encoder_fields = {k: self.transformer[k] for k in _ENCODER_FIELDS if k in self.transformer}
-        x = Encoder(
-            **encoder_fields,
+        encoder = Encoder(
+            **self.transformer,
             stoch_depth=self.stoch_depth,
             dtype=self.dtype,
             remat=self.remat,
             scan_layers=self.scan_layers,
             attention_implementation=self.attention_implementation,
             name="Transformer",
-        )(x, train=train)  # [B, N, D]
+        )
+        x = encoder(x, train=train)  # [B, N, D]
         self.sow("intermediates", "encoded", x)
         return x
 
