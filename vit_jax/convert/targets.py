@@ -9,7 +9,6 @@ from collections.abc import Sequence
 from typing import Any
 
 import jax
-import jax.numpy as jnp
 import numpy as np
 import tqdm
 
@@ -34,7 +33,6 @@ def describe(ckpt: Checkpoint) -> Model:
     """Infers the model from the tensors' shapes and checks every shape against that model."""
     from vit_jax import checkpoint
     from vit_jax.checkpoint import layout
-    from vit_jax.models import build_model
 
     shapes = layout.unflatten(
         {
@@ -48,10 +46,7 @@ def describe(ckpt: Checkpoint) -> Model:
         image_size = tuple(checkpoint.infer_image_size(shapes, config))
     except (ValueError, KeyError) as e:
         raise ConversionError(f"{ckpt.path} is not a complete ViT checkpoint: {e}") from e
-    model = build_model(config, num_classes)
-    images = jax.ShapeDtypeStruct((1, *image_size, 3), jnp.float32)
-    expected = jax.eval_shape(lambda x: model.init(jax.random.key(0), x), images)["params"]
-    checkpoint.check_params(shapes, expected, source=ckpt.path)
+    checkpoint.build_checked(shapes, config, num_classes, image_size, source=ckpt.path)
     return Model(config, num_classes, image_size)
 
 
