@@ -19,15 +19,8 @@ import re
 from collections.abc import Sequence
 from typing import Any
 
-from vit_jax.convert.rules import (
-    CONV,
-    DENSE,
-    HEADS_BIAS,
-    HEADS_IN,
-    HEADS_OUT,
-    ConversionError,
-    Entry,
-)
+from vit_jax.convert.errors import ConversionError
+from vit_jax.convert.rules import CONV, DENSE, HEADS_BIAS, HEADS_IN, HEADS_OUT, Entry
 from vit_jax.preprocessing import EvalPreprocessing
 
 WEIGHTS = "model.safetensors"

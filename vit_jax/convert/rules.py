@@ -23,13 +23,9 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 
 import numpy as np
 
-from vit_jax.errors import VitJaxError
+from vit_jax.convert.errors import ConversionError
 
 Shape = tuple[int, ...]
-
-
-class ConversionError(VitJaxError, ValueError):
-    """A checkpoint that cannot be converted as asked; the message says why and what to do."""
 
 
 @dataclasses.dataclass(frozen=True)

@@ -14,7 +14,8 @@ import os
 from typing import Any
 
 from vit_jax.convert import hf, timm
-from vit_jax.convert.rules import ConversionError, rules_from_torch
+from vit_jax.convert.errors import ConversionError
+from vit_jax.convert.rules import rules_from_torch
 from vit_jax.convert.tensors import (
     FromTorch,
     InMemory,

@@ -13,7 +13,8 @@ import numpy as np
 import tqdm
 
 from vit_jax.convert import hf, timm
-from vit_jax.convert.rules import ConversionError, rules_from_published
+from vit_jax.convert.errors import ConversionError
+from vit_jax.convert.rules import rules_from_published
 from vit_jax.convert.sources import LABELS_SUFFIX, Checkpoint
 from vit_jax.convert.tensors import write_safetensors
 

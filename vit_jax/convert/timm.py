@@ -25,15 +25,8 @@ import os
 from collections.abc import Sequence
 from typing import Any
 
-from vit_jax.convert.rules import (
-    CONV,
-    DENSE,
-    HEADS_BIAS,
-    HEADS_IN,
-    HEADS_OUT,
-    ConversionError,
-    Entry,
-)
+from vit_jax.convert.errors import ConversionError
+from vit_jax.convert.rules import CONV, DENSE, HEADS_BIAS, HEADS_IN, HEADS_OUT, Entry
 from vit_jax.models import WIDTHS
 from vit_jax.preprocessing import EvalPreprocessing
 
