@@ -27,6 +27,10 @@ from vit_jax.convert.errors import ConversionError
 
 Shape = tuple[int, ...]
 
+# Published keys of encoder block {i} and of its attention layer, as every table spells them.
+BLOCK = "Transformer/encoderblock_{i}/"
+ATTN = BLOCK + "MultiHeadDotProductAttention_1/"
+
 
 @dataclasses.dataclass(frozen=True)
 class Transform:
