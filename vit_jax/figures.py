@@ -139,7 +139,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         description="The ViT paper's Figure 7 (embedding filters, position-embedding "
         "similarity, mean attention distance) for a checkpoint, as PNGs.",
     )
-    parser.add_argument("checkpoint", help=".npz file: local path, gs:// or https://")
+    # Every argument is a parameter of write_figures (or figure7) under the same name.
+    parser.add_argument(
+        "checkpoint_path", metavar="checkpoint", help=".npz file: local path, gs:// or https://"
+    )
     parser.add_argument("out_dir", help="folder for the PNGs (created if missing)")
     parser.add_argument("--images", nargs="+", help="images for the attention distances")
     parser.add_argument(
@@ -149,14 +152,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--batch_size", type=int, default=4, help="images per forward pass")
     args = parser.parse_args(argv)
     try:
-        paths = write_figures(
-            args.checkpoint,
-            args.out_dir,
-            images=args.images,
-            num_random=args.num_random,
-            seed=args.seed,
-            batch_size=args.batch_size,
-        )
+        paths = write_figures(**vars(args))
     except (InferenceError, checkpoint.CheckpointError) as e:
         return errors.report(e)
     for path in paths:

@@ -7,7 +7,8 @@ import numpy as np
 import pytest
 
 from vit_jax.convert import rules
-from vit_jax.convert.rules import ConversionError, Entry, Rule, Template
+from vit_jax.convert.errors import ConversionError
+from vit_jax.convert.rules import Entry, Rule, Template
 from vit_jax.convert.tensors import InMemory, write_safetensors
 
 SHAPES = {

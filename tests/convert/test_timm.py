@@ -214,10 +214,10 @@ def test_unknown_hybrid_backbone_refused(tmp_path):
 
     flat = {k: np.zeros(v.shape, np.float32) for k, v in layout.flatten(params).items()}
     ckpt = Checkpoint(InMemory(flat), "npz", "mem.npz")
-    from vit_jax.convert.targets import write_timm
+    from vit_jax.convert.targets import write_torch
 
     with pytest.raises(ConversionError, match=r"stage depths \(3, 4\).*--to npz"):
-        write_timm(ckpt, str(tmp_path / "timm"), model=describe(ckpt), progress=False)
+        write_torch("timm", ckpt, str(tmp_path / "timm"), model=describe(ckpt), progress=False)
 
 
 def test_fc_norm_checkpoint_refused(tiny_checkpoints, tmp_path):

@@ -5,7 +5,9 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
+from tests.models import tiny
 from vit_jax import models
+from vit_jax.errors import ConfigError
 
 # Published figures (1000 classes, 224x224): the first five are quoted by the original project
 # and the issue; the rest equal timm's reported counts for the same architectures.
@@ -113,3 +115,11 @@ def test_overrides_update_sub_configs_and_reject_unknown_fields():
         models.get_model("ViT-B_16", transformer={"depth": 3})
     with pytest.raises(ValueError, match="Unknown model config fields"):
         models.get_model("ViT-B_16", depth=3)
+
+
+def test_model_rejects_unknown_transformer_fields_by_name():
+    """The model itself, not only `get_model`, refuses a misspelt encoder field."""
+    model, image_size = tiny.build("token", transformer={**tiny.TRANSFORMER, "depth": 3})
+    images = jnp.zeros((1, image_size, image_size, 3))
+    with pytest.raises(ConfigError, match=r"\['depth'\].*'num_layers', 'mlp_dim', 'num_heads'"):
+        model.init(jax.random.key(0), images)

@@ -9,6 +9,8 @@ Every unusable file raises `CheckpointError` (a ValueError) naming the file and 
 """
 
 from vit_jax.checkpoint.architecture import (
+    build_checked,
+    check_params,
     infer_config,
     infer_image_size,
     infer_num_classes,
@@ -17,12 +19,13 @@ from vit_jax.checkpoint.architecture import (
 from vit_jax.checkpoint.errors import PUBLISHED_LOCATIONS, CheckpointError, UnreachableError
 from vit_jax.checkpoint.npz import load, save
 from vit_jax.checkpoint.posemb import resize_posemb
-from vit_jax.checkpoint.pretrained import check_params, load_pretrained
+from vit_jax.checkpoint.pretrained import load_pretrained
 
 __all__ = [
     "PUBLISHED_LOCATIONS",
     "CheckpointError",
     "UnreachableError",
+    "build_checked",
     "check_params",
     "infer_config",
     "infer_image_size",

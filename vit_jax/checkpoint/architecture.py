@@ -1,12 +1,14 @@
-"""Recovering the model config, class count and image size from a parameter tree's shapes.
+"""Recovering the model config, class count and image size from a parameter tree's shapes,
+and checking the tree against the model they describe.
 
 Works on arrays and on `jax.ShapeDtypeStruct`s (only `.shape` is read), per-layer or stacked
 (`scan_layers`) encoder blocks:
 
     params = load(path)
     config = infer_config(params)                     # same fields as models.get_config
-    model = build_model(config, infer_num_classes(params))
+    num_classes = infer_num_classes(params)
     height, width = infer_image_size(params, config)  # resolution the embeddings were trained at
+    model = build_checked(params, config, num_classes, (height, width), source=path)
 """
 
 from __future__ import annotations
@@ -16,17 +18,26 @@ from collections.abc import Mapping
 from typing import Any
 
 import jax
+import jax.numpy as jnp
 import ml_collections
 
+from vit_jax.checkpoint import layout
+from vit_jax.checkpoint.errors import CheckpointError
 from vit_jax.checkpoint.posemb import grid_shape
-from vit_jax.models import MODEL_NAMES, get_config
+from vit_jax.models import (
+    MODEL_NAMES,
+    TOKEN_CLASSIFIERS,
+    VisionTransformer,
+    build_model,
+    get_config,
+)
+from vit_jax.models.encoder import NUMBERED_BLOCK, STACKED_BLOCK, block_name
 
-_ENCODER_BLOCK = re.compile(r"^encoderblock_(\d+)$")
 _STAGE = re.compile(r"^block(\d+)$")
 _UNIT = re.compile(r"^unit(\d+)$")
-_TOKEN_CLASSIFIERS = ("token", "token_unpooled")
 ROOT_WIDTH = 64  # Channels of the hybrid stem's root conv at width_factor 1.
 ROOT_STRIDE = 4  # The stem's 7x7/2 conv and 3x3/2 max-pool.
+_SHOWN = 5  # Offending keys named per kind of mismatch.
 
 
 def _numbered(names: Any, pattern: re.Pattern[str]) -> list[int]:
@@ -39,11 +50,11 @@ def _numbered(names: Any, pattern: re.Pattern[str]) -> list[int]:
 
 def _encoder_blocks(encoder: Mapping[str, Any]) -> tuple[int, Mapping[str, Any]]:
     """`(num_layers, first block)`, for per-layer trees and `scan_layers` (stacked) trees."""
-    if "encoderblock" in encoder:  # One block whose leaves have a leading layer axis.
-        stacked = encoder["encoderblock"]
+    if STACKED_BLOCK in encoder:  # One block whose leaves have a leading layer axis.
+        stacked = encoder[STACKED_BLOCK]
         block = jax.tree.map(lambda x: jax.ShapeDtypeStruct(x.shape[1:], x.dtype), stacked)
         return jax.tree.leaves(stacked)[0].shape[0], block
-    return len(_numbered(encoder, _ENCODER_BLOCK)), encoder["encoderblock_0"]
+    return len(_numbered(encoder, NUMBERED_BLOCK)), encoder[block_name(0)]
 
 
 def _resnet(params: Mapping[str, Any]) -> ml_collections.ConfigDict | None:
@@ -67,7 +78,7 @@ def _architecture(config: Any) -> tuple[Any, ...]:
         config["transformer"]["mlp_dim"],
         config["transformer"]["num_heads"],
         None if resnet is None else (tuple(resnet["num_layers"]), resnet["width_factor"]),
-        config["classifier"] in _TOKEN_CLASSIFIERS,
+        config["classifier"] in TOKEN_CLASSIFIERS,
     )
 
 
@@ -134,3 +145,56 @@ def infer_image_size(params: Mapping[str, Any], config: Any) -> tuple[int, int]:
     grid_h, grid_w = grid_shape(num_tokens - (1 if "cls" in params else 0))
     stride_h, stride_w = patch_stride(config)
     return grid_h * stride_h, grid_w * stride_w
+
+
+def check_params(params: Mapping[str, Any], expected: Mapping[str, Any], *, source: str) -> None:
+    """Raises `CheckpointError` unless `params` has exactly the names and shapes of `expected`.
+
+    The message names `source` and the first few missing, unexpected and mis-shaped arrays.
+    """
+    found, wanted = layout.flatten(params), layout.flatten(expected)
+    missing = sorted(set(wanted) - set(found))
+    extra = sorted(set(found) - set(wanted))
+    mismatched = [
+        f"{key} (expected {tuple(wanted[key].shape)}, found {tuple(found[key].shape)})"
+        for key in sorted(set(found) & set(wanted))
+        if tuple(found[key].shape) != tuple(wanted[key].shape)
+    ]
+    problems = [
+        f"{len(items)} {kind}: {', '.join(items[:_SHOWN])}"
+        + (f" and {len(items) - _SHOWN} more" if len(items) > _SHOWN else "")
+        for kind, items in (
+            ("missing arrays", missing),
+            ("unexpected arrays", extra),
+            ("shape mismatches", mismatched),
+        )
+        if items
+    ]
+    if problems:
+        raise CheckpointError(
+            f"{source} does not match the model: {'; '.join(problems)}. Build the model with the "
+            "checkpoint's config: vit_jax.checkpoint.infer_config(vit_jax.checkpoint.load(path))."
+        )
+
+
+def build_checked(
+    params: Mapping[str, Any],
+    config: ml_collections.ConfigDict,
+    num_classes: int | None,
+    image_size: tuple[int, int],
+    *,
+    source: str,
+    dtype: Any = jnp.float32,
+) -> VisionTransformer:
+    """The model of `config` (compute `dtype`), once `params` is checked to fit it exactly.
+
+    `config`, `num_classes` and `image_size` are usually inferred from `params` (`infer_*`);
+    building the model and comparing every name and shape (`check_params`, which raises
+    `CheckpointError` naming `source`) catches what the inference cannot see. Only shapes are
+    computed (`jax.eval_shape`): nothing is initialised.
+    """
+    model = build_model({**config.to_dict(), "dtype": dtype}, num_classes=num_classes)
+    images = jax.ShapeDtypeStruct((1, *image_size, 3), jnp.float32)  # [1, H, W, 3]
+    expected = jax.eval_shape(model.init, jax.random.key(0), images)["params"]
+    check_params(params, expected, source=source)
+    return model

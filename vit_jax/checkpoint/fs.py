@@ -35,8 +35,9 @@ REMOTE_HOSTS = {"gs": "storage.googleapis.com", "s3": "s3.amazonaws.com"}
 _reached: set[str] = set()  # Hosts already reached by this process.
 
 
-def is_url(path: str) -> bool:
-    return path.startswith(("http://", "https://"))
+def is_url(path: str | os.PathLike) -> bool:
+    """Whether `path` is an http(s) URL (a PathLike is always a local path)."""
+    return isinstance(path, str) and path.startswith(("http://", "https://"))
 
 
 def is_local(path: str) -> bool:
@@ -103,18 +104,32 @@ def _copy(src: Any, dst: Any, total: int | None, desc: str) -> None:
             bar.update(len(chunk))
 
 
+@contextlib.contextmanager
+def open_stream(path: str, *, timeout_s: float = HTTP_TIMEOUT_S) -> Iterator[Any]:
+    """A local file or an http(s) URL, open to be read front to back (`open_read` seeks).
+
+    `timeout_s` bounds each blocking socket operation, not the whole download. Failures raise
+    as `open` and `urllib.request.urlopen` raise them (FileNotFoundError, HTTPError, ...).
+    """
+    if is_url(path):
+        with urllib.request.urlopen(path, timeout=timeout_s) as response:
+            yield response
+    else:
+        with open(path, "rb") as f:
+            yield f
+
+
 def _download(path: str, dst: BinaryIO) -> None:
     desc = f"Reading {path.rsplit('/', 1)[-1]}"
     if is_url(path):
         try:
-            response = urllib.request.urlopen(path, timeout=HTTP_TIMEOUT_S)
+            with open_stream(path) as response:
+                length = response.headers.get("Content-Length")
+                _copy(response, dst, int(length) if length else None, desc)
         except urllib.error.HTTPError as e:
             if e.code in (403, 404):  # GCS answers 403 for missing objects in some buckets.
                 raise FileNotFoundError(f"{path} (HTTP {e.code} {e.reason})") from e
             raise
-        with response:
-            length = response.headers.get("Content-Length")
-            _copy(response, dst, int(length) if length else None, desc)
         return
     check_reachable(path)
     gfile = _gfile()

@@ -19,6 +19,8 @@ from typing import Any
 
 import numpy as np
 
+from vit_jax.models.encoder import NUMBERED_BLOCK
+
 SEP = "/"
 
 # Names inside an encoder block: linen's per-type numbering -> the published global numbering.
@@ -28,7 +30,6 @@ LINEN_TO_PUBLISHED = {
     "MlpBlock_0": "MlpBlock_3",
 }
 
-_ENCODER_BLOCK = re.compile(r"^encoderblock_\d+$")
 _GROUP_NORM = re.compile(r"^gn(\d+|_root|_proj)$")  # gn1..gn3, gn_root, gn_proj of the stem.
 
 
@@ -70,7 +71,7 @@ def is_group_norm_param(key: str) -> bool:
 def _published_key(key: str) -> str:
     parts = key.split(SEP)
     for i in range(1, len(parts)):
-        if _ENCODER_BLOCK.match(parts[i - 1]):
+        if NUMBERED_BLOCK.match(parts[i - 1]):
             parts[i] = LINEN_TO_PUBLISHED.get(parts[i], parts[i])
     return SEP.join(parts)
 

@@ -9,47 +9,16 @@ from collections.abc import Callable, Mapping
 from typing import Any
 
 from vit_jax.checkpoint import layout
-from vit_jax.checkpoint.architecture import patch_stride
+from vit_jax.checkpoint.architecture import check_params, patch_stride
 from vit_jax.checkpoint.errors import CheckpointError
 from vit_jax.checkpoint.npz import load
 from vit_jax.checkpoint.posemb import grid_shape, resize_posemb
-from vit_jax.models import stack_encoder_blocks, unstack_encoder_blocks
+from vit_jax.models import TOKEN_CLASSIFIERS, stack_encoder_blocks, unstack_encoder_blocks
 from vit_jax.models.scan_layout import is_stacked
 
 logger = logging.getLogger(__name__)
 
 POSEMB = "Transformer/posembed_input/pos_embedding"
-_SHOWN = 5  # Offending keys named per kind of mismatch.
-
-
-def check_params(params: Mapping[str, Any], expected: Mapping[str, Any], *, source: str) -> None:
-    """Raises `CheckpointError` unless `params` has exactly the names and shapes of `expected`.
-
-    The message names `source` and the first few missing, unexpected and mis-shaped arrays.
-    """
-    found, wanted = layout.flatten(params), layout.flatten(expected)
-    missing = sorted(set(wanted) - set(found))
-    extra = sorted(set(found) - set(wanted))
-    mismatched = [
-        f"{key} (expected {tuple(wanted[key].shape)}, found {tuple(found[key].shape)})"
-        for key in sorted(set(found) & set(wanted))
-        if tuple(found[key].shape) != tuple(wanted[key].shape)
-    ]
-    problems = [
-        f"{len(items)} {kind}: {', '.join(items[:_SHOWN])}"
-        + (f" and {len(items) - _SHOWN} more" if len(items) > _SHOWN else "")
-        for kind, items in (
-            ("missing arrays", missing),
-            ("unexpected arrays", extra),
-            ("shape mismatches", mismatched),
-        )
-        if items
-    ]
-    if problems:
-        raise CheckpointError(
-            f"{source} does not match the model: {'; '.join(problems)}. Build the model with the "
-            "checkpoint's config: vit_jax.checkpoint.infer_config(vit_jax.checkpoint.load(path))."
-        )
 
 
 def _target_grid(
@@ -130,7 +99,7 @@ def load_pretrained(
         take_from_init("pre_logits/")
 
     # Resize only when both sides agree on the class token; otherwise check_params reports it.
-    model_has_token = model_config.get("classifier", "token") in ("token", "token_unpooled")
+    model_has_token = model_config.get("classifier", "token") in TOKEN_CLASSIFIERS
     if POSEMB in params and POSEMB in init and ("cls" in params) == model_has_token:
         old = params[POSEMB]
         try:

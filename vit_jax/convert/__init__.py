@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from vit_jax.convert.rules import ConversionError
+from vit_jax.convert.errors import ConversionError
 from vit_jax.convert.sources import Checkpoint, open_checkpoint, read_labels
 from vit_jax.convert.targets import TARGETS, WRITERS, Model, describe, torch_state_dict
 from vit_jax.convert.timm import numerics_notes as _timm_notes

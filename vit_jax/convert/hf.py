@@ -19,25 +19,17 @@ import re
 from collections.abc import Sequence
 from typing import Any
 
-from vit_jax.convert.rules import (
-    CONV,
-    DENSE,
-    HEADS_BIAS,
-    HEADS_IN,
-    HEADS_OUT,
-    ConversionError,
-    Entry,
-)
+from vit_jax.convert.errors import ConversionError
+from vit_jax.convert.rules import ATTN, BLOCK, CONV, DENSE, HEADS_BIAS, HEADS_IN, HEADS_OUT, Entry
 from vit_jax.preprocessing import EvalPreprocessing
 
+NAME = "HF transformers"  # In messages.
 WEIGHTS = "model.safetensors"
 CONFIG = "config.json"
 PREPROCESSOR = "preprocessor_config.json"
 TANH_GELU = ("gelu_pytorch_tanh", "gelu_new", "gelu_fast", "gelu_python_tanh")
 LAYER_NORM_EPS = 1e-6
 
-_BLOCK = "Transformer/encoderblock_{i}/"
-_ATTN = _BLOCK + "MultiHeadDotProductAttention_1/"
 _LAYER = "vit.encoder.layer.{i}."
 
 TABLE: tuple[Entry, ...] = (
@@ -45,26 +37,24 @@ TABLE: tuple[Entry, ...] = (
     Entry("Transformer/posembed_input/pos_embedding", "vit.embeddings.position_embeddings"),
     Entry("embedding/kernel", "vit.embeddings.patch_embeddings.projection.weight", CONV),
     Entry("embedding/bias", "vit.embeddings.patch_embeddings.projection.bias"),
-    Entry(_BLOCK + "LayerNorm_0/scale", _LAYER + "layernorm_before.weight"),
-    Entry(_BLOCK + "LayerNorm_0/bias", _LAYER + "layernorm_before.bias"),
+    Entry(BLOCK + "LayerNorm_0/scale", _LAYER + "layernorm_before.weight"),
+    Entry(BLOCK + "LayerNorm_0/bias", _LAYER + "layernorm_before.bias"),
     *(
         entry
         for name in ("query", "key", "value")
         for entry in (
-            Entry(
-                _ATTN + f"{name}/kernel", _LAYER + f"attention.attention.{name}.weight", HEADS_IN
-            ),
-            Entry(_ATTN + f"{name}/bias", _LAYER + f"attention.attention.{name}.bias", HEADS_BIAS),
+            Entry(ATTN + f"{name}/kernel", _LAYER + f"attention.attention.{name}.weight", HEADS_IN),
+            Entry(ATTN + f"{name}/bias", _LAYER + f"attention.attention.{name}.bias", HEADS_BIAS),
         )
     ),
-    Entry(_ATTN + "out/kernel", _LAYER + "attention.output.dense.weight", HEADS_OUT),
-    Entry(_ATTN + "out/bias", _LAYER + "attention.output.dense.bias"),
-    Entry(_BLOCK + "LayerNorm_2/scale", _LAYER + "layernorm_after.weight"),
-    Entry(_BLOCK + "LayerNorm_2/bias", _LAYER + "layernorm_after.bias"),
-    Entry(_BLOCK + "MlpBlock_3/Dense_0/kernel", _LAYER + "intermediate.dense.weight", DENSE),
-    Entry(_BLOCK + "MlpBlock_3/Dense_0/bias", _LAYER + "intermediate.dense.bias"),
-    Entry(_BLOCK + "MlpBlock_3/Dense_1/kernel", _LAYER + "output.dense.weight", DENSE),
-    Entry(_BLOCK + "MlpBlock_3/Dense_1/bias", _LAYER + "output.dense.bias"),
+    Entry(ATTN + "out/kernel", _LAYER + "attention.output.dense.weight", HEADS_OUT),
+    Entry(ATTN + "out/bias", _LAYER + "attention.output.dense.bias"),
+    Entry(BLOCK + "LayerNorm_2/scale", _LAYER + "layernorm_after.weight"),
+    Entry(BLOCK + "LayerNorm_2/bias", _LAYER + "layernorm_after.bias"),
+    Entry(BLOCK + "MlpBlock_3/Dense_0/kernel", _LAYER + "intermediate.dense.weight", DENSE),
+    Entry(BLOCK + "MlpBlock_3/Dense_0/bias", _LAYER + "intermediate.dense.bias"),
+    Entry(BLOCK + "MlpBlock_3/Dense_1/kernel", _LAYER + "output.dense.weight", DENSE),
+    Entry(BLOCK + "MlpBlock_3/Dense_1/bias", _LAYER + "output.dense.bias"),
     Entry("Transformer/encoder_norm/scale", "vit.layernorm.weight"),
     Entry("Transformer/encoder_norm/bias", "vit.layernorm.bias"),
     Entry("pre_logits/kernel", "vit.pooler.dense.weight", DENSE),

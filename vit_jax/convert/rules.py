@@ -23,13 +23,13 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 
 import numpy as np
 
-from vit_jax.errors import VitJaxError
+from vit_jax.convert.errors import ConversionError
 
 Shape = tuple[int, ...]
 
-
-class ConversionError(VitJaxError, ValueError):
-    """A checkpoint that cannot be converted as asked; the message says why and what to do."""
+# Published keys of encoder block {i} and of its attention layer, as every table spells them.
+BLOCK = "Transformer/encoderblock_{i}/"
+ATTN = BLOCK + "MultiHeadDotProductAttention_1/"
 
 
 @dataclasses.dataclass(frozen=True)

@@ -14,7 +14,8 @@ import os
 from typing import Any
 
 from vit_jax.convert import hf, timm
-from vit_jax.convert.rules import ConversionError, rules_from_torch
+from vit_jax.convert.errors import ConversionError
+from vit_jax.convert.rules import rules_from_torch
 from vit_jax.convert.tensors import (
     FromTorch,
     InMemory,
@@ -138,7 +139,7 @@ def _open_hf(directory: str, num_heads: int | None) -> Checkpoint:
         source = TorchFile(files[0])
     renames = {hf.canonical_key(key): key for key in source.shapes()}
     source = Renamed(source, renames)
-    rules = rules_from_torch(list(renames), hf.TABLE, source="HF transformers")
+    rules = rules_from_torch(list(renames), hf.TABLE, source=hf.NAME)
     heads = num_heads or config.get("num_attention_heads")
     if not heads:
         raise ConversionError(f"{directory}/config.json has no num_attention_heads.")
@@ -172,7 +173,7 @@ def _open_timm(path: str, num_heads: int | None, source: Tensors | None = None) 
             f"{path}: the attention head count of a {width}-wide timm ViT is unknown (no "
             "config.json with model_args.num_heads next to it). Pass --num-heads."
         )
-    rules = rules_from_torch(keys, timm.table(timm.has_stages(keys)), source="timm")
+    rules = rules_from_torch(keys, timm.table(timm.has_stages(keys)), source=timm.NAME)
     labels = (config or {}).get("pretrained_cfg", {}).get("label_names")
     if isinstance(labels, dict):  # {class index: name}, possibly with string keys.
         labels = [labels[k] for k in sorted(labels, key=int)]

@@ -3,18 +3,19 @@
 from __future__ import annotations
 
 import dataclasses
+import functools
 import json
 import os
 from collections.abc import Sequence
 from typing import Any
 
 import jax
-import jax.numpy as jnp
 import numpy as np
 import tqdm
 
 from vit_jax.convert import hf, timm
-from vit_jax.convert.rules import ConversionError, rules_from_published
+from vit_jax.convert.errors import ConversionError
+from vit_jax.convert.rules import Rule, rules_from_published
 from vit_jax.convert.sources import LABELS_SUFFIX, Checkpoint
 from vit_jax.convert.tensors import write_safetensors
 
@@ -34,7 +35,6 @@ def describe(ckpt: Checkpoint) -> Model:
     """Infers the model from the tensors' shapes and checks every shape against that model."""
     from vit_jax import checkpoint
     from vit_jax.checkpoint import layout
-    from vit_jax.models import build_model
 
     shapes = layout.unflatten(
         {
@@ -48,10 +48,7 @@ def describe(ckpt: Checkpoint) -> Model:
         image_size = tuple(checkpoint.infer_image_size(shapes, config))
     except (ValueError, KeyError) as e:
         raise ConversionError(f"{ckpt.path} is not a complete ViT checkpoint: {e}") from e
-    model = build_model(config, num_classes)
-    images = jax.ShapeDtypeStruct((1, *image_size, 3), jnp.float32)
-    expected = jax.eval_shape(lambda x: model.init(jax.random.key(0), x), images)["params"]
-    checkpoint.check_params(shapes, expected, source=ckpt.path)
+    checkpoint.build_checked(shapes, config, num_classes, image_size, source=ckpt.path)
     return Model(config, num_classes, image_size)
 
 
@@ -92,17 +89,34 @@ def _write_json(path: str, content: dict[str, Any]) -> None:
         f.write("\n")
 
 
-def _write_torch_directory(
+def write_torch(
+    to: str,
     ckpt: Checkpoint,
     dst: str,
-    rules: Any,
-    weights_name: str,
-    json_files: dict[str, dict[str, Any]],
-    progress: bool,
+    *,
+    model: Model,
+    labels: Sequence[str] | None = None,
+    progress: bool = True,
 ) -> list[str]:
-    """`dst/<weights_name>` (safetensors streamed through `rules`) plus the JSON files."""
+    """A directory in the `to` layout: `model.safetensors` (streamed) and `config.json`.
+
+    'hf': a directory that `ViTForImageClassification.from_pretrained` loads as is, with HF's
+    `preprocessor_config.json`; 'timm': timm's Hub layout.
+    """
+    fmt = hf if to == "hf" else timm
+    reason = fmt.refusal(model.config)
+    if reason:
+        raise ConversionError(reason)
+    config = fmt.config_json(
+        model.config, model.num_classes, model.image_size, _labels(ckpt, labels)
+    )
+    rules = _torch_rules(ckpt, to, model)
+    json_files = {fmt.CONFIG: config}
+    if to == "hf":
+        json_files[hf.PREPROCESSOR] = hf.preprocessor_json(model.image_size)
+
     _directory(dst)
-    weights = os.path.join(dst, weights_name)
+    weights = os.path.join(dst, fmt.WEIGHTS)
     write_safetensors(weights, ckpt.tensors, rules, metadata={"format": "pt"}, progress=progress)
     paths = [weights]
     for name, content in json_files.items():
@@ -111,45 +125,12 @@ def _write_torch_directory(
     return paths
 
 
-def write_hf(
-    ckpt: Checkpoint,
-    dst: str,
-    *,
-    model: Model,
-    labels: Sequence[str] | None = None,
-    progress: bool = True,
-) -> list[str]:
-    """A directory that `ViTForImageClassification.from_pretrained` loads as is."""
-    reason = hf.refusal(model.config)
-    if reason:
-        raise ConversionError(reason)
-    config = hf.config_json(
-        model.config, model.num_classes, model.image_size, _labels(ckpt, labels)
-    )
-    rules = rules_from_published(ckpt.tensors.shapes(), hf.TABLE, target="HF transformers")
-    json_files = {hf.CONFIG: config, hf.PREPROCESSOR: hf.preprocessor_json(model.image_size)}
-    return _write_torch_directory(ckpt, dst, rules, hf.WEIGHTS, json_files, progress)
-
-
-def write_timm(
-    ckpt: Checkpoint,
-    dst: str,
-    *,
-    model: Model,
-    labels: Sequence[str] | None = None,
-    progress: bool = True,
-) -> list[str]:
-    """A directory in timm's Hub layout: `model.safetensors` and `config.json`."""
-    reason = timm.refusal(model.config)
-    if reason:
-        raise ConversionError(reason)
-    config = timm.config_json(
-        model.config, model.num_classes, model.image_size, _labels(ckpt, labels)
-    )
-    rules = rules_from_published(
-        ckpt.tensors.shapes(), timm.table(_has_stages(model)), target="timm"
-    )
-    return _write_torch_directory(ckpt, dst, rules, timm.WEIGHTS, {timm.CONFIG: config}, progress)
+def _torch_rules(ckpt: Checkpoint, to: str, model: Model) -> list[Rule]:
+    """How each tensor of `ckpt` is written in the `to` ('hf' or 'timm') layout."""
+    if to == "hf":
+        return rules_from_published(ckpt.tensors.shapes(), hf.TABLE, target=hf.NAME)
+    table = timm.table(_has_stages(model))
+    return rules_from_published(ckpt.tensors.shapes(), table, target=timm.NAME)
 
 
 def _has_stages(model: Model) -> bool:
@@ -157,16 +138,18 @@ def _has_stages(model: Model) -> bool:
     return model.config.resnet is not None and len(model.config.resnet.num_layers) > 0
 
 
-WRITERS = {"npz": write_npz, "hf": write_hf, "timm": write_timm}
+WRITERS = {
+    "npz": write_npz,
+    "hf": functools.partial(write_torch, "hf"),
+    "timm": functools.partial(write_torch, "timm"),
+}
 
 
 def torch_state_dict(ckpt: Checkpoint, to: str, model: Model) -> dict[str, np.ndarray]:
     """The HF or timm state dict as numpy arrays in memory (for tests and notebooks)."""
-    table = hf.TABLE if to == "hf" else timm.table(_has_stages(model))
-    rules = rules_from_published(ckpt.tensors.shapes(), table, target=to)
     return {
         rule.torch: np.ascontiguousarray(
             rule.to_torch([ckpt.tensors.get(key) for key in rule.published])
         )
-        for rule in rules
+        for rule in _torch_rules(ckpt, to, model)
     }

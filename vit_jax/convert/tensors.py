@@ -18,7 +18,8 @@ from typing import Any, Protocol
 import numpy as np
 import tqdm
 
-from vit_jax.convert.rules import ConversionError, Rule, Shape
+from vit_jax.convert.errors import ConversionError
+from vit_jax.convert.rules import Rule, Shape
 
 
 class Tensors(Protocol):

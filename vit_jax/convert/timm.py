@@ -25,42 +25,34 @@ import os
 from collections.abc import Sequence
 from typing import Any
 
-from vit_jax.convert.rules import (
-    CONV,
-    DENSE,
-    HEADS_BIAS,
-    HEADS_IN,
-    HEADS_OUT,
-    ConversionError,
-    Entry,
-)
+from vit_jax.convert.errors import ConversionError
+from vit_jax.convert.rules import ATTN, BLOCK, CONV, DENSE, HEADS_BIAS, HEADS_IN, HEADS_OUT, Entry
 from vit_jax.models import WIDTHS
 from vit_jax.preprocessing import EvalPreprocessing
 
+NAME = "timm"  # In messages.
 WEIGHTS = "model.safetensors"
 CONFIG = "config.json"
 
-_BLOCK = "Transformer/encoderblock_{i}/"
-_ATTN = _BLOCK + "MultiHeadDotProductAttention_1/"
-_QKV = tuple(_ATTN + name for name in ("query", "key", "value"))
+_QKV = tuple(ATTN + name for name in ("query", "key", "value"))
 
 _TRANSFORMER: tuple[Entry, ...] = (
     Entry("cls", "cls_token"),
     Entry("Transformer/posembed_input/pos_embedding", "pos_embed"),
     Entry("embedding/kernel", "patch_embed.proj.weight", CONV),
     Entry("embedding/bias", "patch_embed.proj.bias"),
-    Entry(_BLOCK + "LayerNorm_0/scale", "blocks.{i}.norm1.weight"),
-    Entry(_BLOCK + "LayerNorm_0/bias", "blocks.{i}.norm1.bias"),
+    Entry(BLOCK + "LayerNorm_0/scale", "blocks.{i}.norm1.weight"),
+    Entry(BLOCK + "LayerNorm_0/bias", "blocks.{i}.norm1.bias"),
     Entry(tuple(f"{name}/kernel" for name in _QKV), "blocks.{i}.attn.qkv.weight", HEADS_IN),
     Entry(tuple(f"{name}/bias" for name in _QKV), "blocks.{i}.attn.qkv.bias", HEADS_BIAS),
-    Entry(_ATTN + "out/kernel", "blocks.{i}.attn.proj.weight", HEADS_OUT),
-    Entry(_ATTN + "out/bias", "blocks.{i}.attn.proj.bias"),
-    Entry(_BLOCK + "LayerNorm_2/scale", "blocks.{i}.norm2.weight"),
-    Entry(_BLOCK + "LayerNorm_2/bias", "blocks.{i}.norm2.bias"),
-    Entry(_BLOCK + "MlpBlock_3/Dense_0/kernel", "blocks.{i}.mlp.fc1.weight", DENSE),
-    Entry(_BLOCK + "MlpBlock_3/Dense_0/bias", "blocks.{i}.mlp.fc1.bias"),
-    Entry(_BLOCK + "MlpBlock_3/Dense_1/kernel", "blocks.{i}.mlp.fc2.weight", DENSE),
-    Entry(_BLOCK + "MlpBlock_3/Dense_1/bias", "blocks.{i}.mlp.fc2.bias"),
+    Entry(ATTN + "out/kernel", "blocks.{i}.attn.proj.weight", HEADS_OUT),
+    Entry(ATTN + "out/bias", "blocks.{i}.attn.proj.bias"),
+    Entry(BLOCK + "LayerNorm_2/scale", "blocks.{i}.norm2.weight"),
+    Entry(BLOCK + "LayerNorm_2/bias", "blocks.{i}.norm2.bias"),
+    Entry(BLOCK + "MlpBlock_3/Dense_0/kernel", "blocks.{i}.mlp.fc1.weight", DENSE),
+    Entry(BLOCK + "MlpBlock_3/Dense_0/bias", "blocks.{i}.mlp.fc1.bias"),
+    Entry(BLOCK + "MlpBlock_3/Dense_1/kernel", "blocks.{i}.mlp.fc2.weight", DENSE),
+    Entry(BLOCK + "MlpBlock_3/Dense_1/bias", "blocks.{i}.mlp.fc2.bias"),
     Entry("Transformer/encoder_norm/scale", "norm.weight"),
     Entry("Transformer/encoder_norm/bias", "norm.bias"),
     Entry("head/kernel", "head.weight", DENSE),

@@ -13,7 +13,7 @@ from collections.abc import Sequence
 import jax
 import jax.numpy as jnp
 
-from vit_jax import checkpoint, data, models, sharding
+from vit_jax import checkpoint, data, sharding
 from vit_jax.fewshot.evaluator import FewShotEvaluator, Settings
 from vit_jax.fewshot.report import Results
 
@@ -45,13 +45,10 @@ def evaluate_checkpoint(
             f"{path} was trained on {height}x{width} images; the few-shot pipeline reads "
             "square images only."
         )
-    model = models.build_model(
-        {**config.to_dict(), "dtype": jnp.dtype(dtype)},
-        num_classes=checkpoint.infer_num_classes(params),
+    num_classes = checkpoint.infer_num_classes(params)
+    model = checkpoint.build_checked(
+        params, config, num_classes, (height, width), source=path, dtype=jnp.dtype(dtype)
     )
-    images = jax.ShapeDtypeStruct((1, height, width, 3), jnp.float32)
-    expected = jax.eval_shape(model.init, jax.random.key(0), images)["params"]
-    checkpoint.check_params(params, expected, source=path)
 
     mesh = sharding.make_mesh({"data": -1, "fsdp": 1})
     shards = sharding.num_data_shards(mesh)

@@ -22,12 +22,13 @@ import numpy as np
 import tensorflow as tf
 from PIL import Image, ImageOps, UnidentifiedImageError
 
+from vit_jax.checkpoint.fs import is_url
 from vit_jax.inference.errors import ImageError
-from vit_jax.inference.sources import is_url, read_bytes
+from vit_jax.inference.sources import read_bytes
 from vit_jax.preprocessing import EvalPreprocessing
 
 MAX_PIXELS = 200_000_000  # Refused beyond this (PIL's own decompression-bomb limit is lower).
-MAX_DOWNLOAD_BYTES = 256 * 2**20
+MAX_DOWNLOAD_BYTES = 256 * 2**20  # URLs only: a local file is read whole, as the user chose it.
 _SAME_AS_EVAL_FORMATS = ("JPEG", "PNG", "GIF", "BMP")  # tf.io.decode_image reads these.
 _EXIF_ORIENTATION = 0x0112
 _HIGH_DEPTH_SCALE = {"F": 1.0}  # Single-channel float images are taken to be in [0, 1].
@@ -56,25 +57,16 @@ def load_image(source: str | os.PathLike | Image.Image, size: Size) -> np.ndarra
         # Sizes are checked below; PIL's warning for images over ~89 MP is noise here.
         warnings.simplefilter("ignore", Image.DecompressionBombWarning)
         try:
-            if is_url(name):
-                data = read_bytes(name, MAX_DOWNLOAD_BYTES, "Image", ImageError)
-            else:
-                with open(name, "rb") as f:
-                    data = f.read()
+            max_bytes = MAX_DOWNLOAD_BYTES if is_url(name) else None
+            data = read_bytes(name, max_bytes, "Image", ImageError)
             with Image.open(io.BytesIO(data)) as image:
                 _check_pixels(image, name)
                 if _decoded_as_in_evaluation(image):
                     return _from_encoded(data, target, name)
                 image = ImageOps.exif_transpose(image)  # A rotated or plain decoded copy.
                 return prepare_image(image, target, name=name)
-        except ImageError:
+        except ImageError:  # From read_bytes (missing, unreadable) or the checks below.
             raise
-        except FileNotFoundError:
-            raise ImageError(f"Image {name} does not exist. Check the path.") from None
-        except IsADirectoryError:
-            raise ImageError(f"Image {name} is a directory, not an image file.") from None
-        except PermissionError:
-            raise ImageError(f"Image {name} cannot be read: permission denied.") from None
         except UnidentifiedImageError:
             raise ImageError(
                 f"Image {name} is not an image file PIL can read (JPEG, PNG, GIF, BMP, TIFF, "

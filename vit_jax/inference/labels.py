@@ -18,8 +18,9 @@ import os
 import pathlib
 from collections.abc import Sequence
 
+from vit_jax.checkpoint.fs import is_url
 from vit_jax.inference.errors import LabelError
-from vit_jax.inference.sources import is_url, read_bytes
+from vit_jax.inference.sources import read_bytes
 
 MAX_LABEL_BYTES = 32 * 2**20
 

@@ -90,13 +90,10 @@ class Predictor:
         self.num_classes = checkpoint.infer_num_classes(params)
         self.stride = checkpoint.patch_stride(self.config)  # Input pixels per token (h, w).
         self.grid = (self.image_size[0] // self.stride[0], self.image_size[1] // self.stride[1])
-        self.has_class_token = self.config.classifier in ("token", "token_unpooled")
-        self.model = models.build_model(
-            {**self.config.to_dict(), "dtype": dtype}, num_classes=self.num_classes
+        self.has_class_token = self.config.classifier in models.TOKEN_CLASSIFIERS
+        self.model = checkpoint.build_checked(
+            params, self.config, self.num_classes, self.image_size, source=source, dtype=dtype
         )
-        dummy = jax.ShapeDtypeStruct((1, *self.image_size, 3), jnp.float32)
-        expected = jax.eval_shape(self.model.init, jax.random.key(0), dummy)["params"]
-        checkpoint.check_params(params, expected, source=source)
         self.params = jax.device_put(params)
         self.batch_size = batch_size
         self.multi_label = (

@@ -1,37 +1,31 @@
-"""Reading a local path or an http(s) URL into bytes, with a size cap and clear errors."""
+"""Reading a user's local file or http(s) URL into bytes, with a size cap and clear errors."""
 
 from __future__ import annotations
 
 import os
 import urllib.error
-import urllib.request
 
+from vit_jax.checkpoint import fs
 from vit_jax.inference.errors import InferenceError
 
-HTTP_TIMEOUT_S = 30.0  # Per blocking socket operation.
-CHUNK_BYTES = 1 << 20
-
-
-def is_url(source: str | os.PathLike) -> bool:
-    return isinstance(source, str) and source.startswith(("http://", "https://"))
+# Per blocking socket operation. Images and label files are small, so a stalled server is
+# given up on sooner than during a checkpoint download (fs.HTTP_TIMEOUT_S).
+HTTP_TIMEOUT_S = 30.0
 
 
 def read_bytes(
     source: str | os.PathLike,
-    max_bytes: int,
+    max_bytes: int | None,
     what: str,
     error: type[InferenceError] = InferenceError,
 ) -> bytes:
     """The contents of a local file or http(s) URL; `error` (naming `what`) when unreadable.
 
-    Refuses sources larger than `max_bytes` without reading them whole.
+    Refuses sources larger than `max_bytes` (None: no limit) without reading them whole.
     """
     name = os.fspath(source)
     try:
-        if is_url(name):
-            with urllib.request.urlopen(name, timeout=HTTP_TIMEOUT_S) as response:
-                return _read_capped(response, name, max_bytes, what, error)
-        with open(name, "rb") as f:
+        with fs.open_stream(name, timeout_s=HTTP_TIMEOUT_S) as f:
             return _read_capped(f, name, max_bytes, what, error)
     except FileNotFoundError:
         raise error(f"{what} {name} does not exist. Check the path.") from None
@@ -49,11 +43,13 @@ def read_bytes(
         ) from None
 
 
-def _read_capped(f, name: str, max_bytes: int, what: str, error: type[InferenceError]) -> bytes:
+def _read_capped(
+    f, name: str, max_bytes: int | None, what: str, error: type[InferenceError]
+) -> bytes:
     chunks, total = [], 0
-    while chunk := f.read(CHUNK_BYTES):
+    while chunk := f.read(fs.CHUNK_BYTES):
         total += len(chunk)
-        if total > max_bytes:
+        if max_bytes is not None and total > max_bytes:
             raise error(
                 f"{what} {name} is larger than {max_bytes / 2**20:.0f} MiB; refusing to read it. "
                 "Pass a smaller file."

@@ -11,11 +11,17 @@ from vit_jax.models.registry import (
     resolve_name,
 )
 from vit_jax.models.scan_layout import is_stacked, stack_encoder_blocks, unstack_encoder_blocks
-from vit_jax.models.vit import CLASSIFIERS, VisionTransformer, attention_weights
+from vit_jax.models.vit import (
+    CLASSIFIERS,
+    TOKEN_CLASSIFIERS,
+    VisionTransformer,
+    attention_weights,
+)
 
 __all__ = [
     "CLASSIFIERS",
     "MODEL_NAMES",
+    "TOKEN_CLASSIFIERS",
     "VARIANTS",
     "WIDTHS",
     "VisionTransformer",

@@ -7,6 +7,7 @@ depend on Flax's automatic naming, which changed between Flax versions.
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 import flax.linen as nn
@@ -19,6 +20,16 @@ from vit_jax.models.matmul import dot_general_f32
 Dtype = Any
 
 LAYER_NORM_EPS = 1e-6  # The published models use 1e-6, not Flax's or PyTorch's default.
+
+# Layer i's block is `encoderblock_{i}` (the published layout); with `scan_layers` one block,
+# `encoderblock`, holds every layer's parameters stacked along a leading layer axis.
+STACKED_BLOCK = "encoderblock"
+NUMBERED_BLOCK = re.compile(r"^encoderblock_(\d+)$")  # Group 1: the layer.
+
+
+def block_name(layer: int) -> str:
+    """The published name of the block of layer `layer` (counting from 0)."""
+    return f"encoderblock_{layer}"
 
 
 class MlpBlock(nn.Module):
@@ -175,8 +186,8 @@ class Encoder(nn.Module):
                 split_rngs={"params": True, "dropout": True},
                 length=self.num_layers,
             )
-            x, _ = scanned(make_block("encoderblock", 0.0), x, jnp.asarray(rates))  # [B, N, D]
+            x, _ = scanned(make_block(STACKED_BLOCK, 0.0), x, jnp.asarray(rates))  # [B, N, D]
         else:
             for layer, rate in enumerate(rates):
-                x = make_block(f"encoderblock_{layer}", rate)(x, not train)  # [B, N, D]
+                x = make_block(block_name(layer), rate)(x, not train)  # [B, N, D]
         return nn.LayerNorm(epsilon=LAYER_NORM_EPS, dtype=self.dtype, name="encoder_norm")(x)

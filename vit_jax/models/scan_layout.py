@@ -8,18 +8,17 @@ Checkpoints on disk always use the published layout; only in-memory trees are st
 
 from __future__ import annotations
 
-import re
 from collections.abc import Mapping
 from typing import Any
 
 import jax
 import numpy as np
 
-_BLOCK = re.compile(r"^encoderblock_(\d+)$")
+from vit_jax.models.encoder import NUMBERED_BLOCK, STACKED_BLOCK, block_name
 
 
 def is_stacked(params: Mapping[str, Any]) -> bool:
-    return "encoderblock" in params.get("Transformer", {})
+    return STACKED_BLOCK in params.get("Transformer", {})
 
 
 def stack_encoder_blocks(params: Mapping[str, Any]) -> dict[str, Any]:
@@ -28,12 +27,12 @@ def stack_encoder_blocks(params: Mapping[str, Any]) -> dict[str, Any]:
         return dict(params)
     encoder = dict(params["Transformer"])
     layers = sorted(
-        (int(m.group(1)), name) for name in encoder if (m := _BLOCK.match(name)) is not None
+        (int(m.group(1)), name) for name in encoder if (m := NUMBERED_BLOCK.match(name)) is not None
     )
     if [index for index, _ in layers] != list(range(len(layers))):
         raise ValueError(f"Encoder blocks are not numbered 0..L-1: {[name for _, name in layers]}.")
     blocks = [encoder.pop(name) for _, name in layers]
-    encoder["encoderblock"] = jax.tree.map(lambda *leaves: np.stack(leaves), *blocks)
+    encoder[STACKED_BLOCK] = jax.tree.map(lambda *leaves: np.stack(leaves), *blocks)
     return {**params, "Transformer": encoder}
 
 
@@ -45,11 +44,11 @@ def unstack_encoder_blocks(params: Mapping[str, Any]) -> dict[str, Any]:
     if not is_stacked(params):
         return dict(params)
     encoder = dict(params["Transformer"])
-    stacked = encoder.pop("encoderblock")
+    stacked = encoder.pop(STACKED_BLOCK)
     num_layers = jax.tree.leaves(stacked)[0].shape[0]
     for layer in range(num_layers):
         block = jax.tree.map(lambda leaf, i=layer: _layer(leaf, i), stacked)
-        encoder[f"encoderblock_{layer}"] = block
+        encoder[block_name(layer)] = block
     return {**params, "Transformer": encoder}
 
 

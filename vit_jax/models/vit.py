@@ -15,20 +15,22 @@ from __future__ import annotations
 
 import functools
 from collections.abc import Mapping
-from typing import Any, Literal
+from typing import Any, Literal, get_args
 
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
+from vit_jax.errors import ConfigError
 from vit_jax.models.attention import Implementation
-from vit_jax.models.encoder import Encoder
+from vit_jax.models.encoder import NUMBERED_BLOCK, STACKED_BLOCK, Encoder
 from vit_jax.models.matmul import dot_general_f32
 from vit_jax.models.resnet import resnet_stem
 
 Dtype = Any
 Classifier = Literal["token", "gap", "unpooled", "token_unpooled"]
-CLASSIFIERS = ("token", "gap", "unpooled", "token_unpooled")
+CLASSIFIERS: tuple[Classifier, ...] = get_args(Classifier)
+TOKEN_CLASSIFIERS: tuple[Classifier, ...] = ("token", "token_unpooled")  # Prepend a class token.
 
 
 class VisionTransformer(nn.Module):
@@ -62,6 +64,11 @@ class VisionTransformer(nn.Module):
 
     def forward_features(self, inputs: jax.Array, *, train: bool) -> jax.Array:
         """Stem, patch embedding, class token and encoder: `[B, H, W, 3] -> [B, N, D]`."""
+        unknown = sorted(set(self.transformer) - set(_ENCODER_FIELDS))
+        if unknown:  # A misspelt field would otherwise silently keep its default.
+            raise ConfigError(
+                f"Unknown transformer fields {unknown}; the encoder takes {list(_ENCODER_FIELDS)}."
+            )
         x = inputs.astype(self.dtype)
         if self.resnet is not None:
             x = resnet_stem(
@@ -80,21 +87,21 @@ class VisionTransformer(nn.Module):
         batch, grid_h, grid_w, width = x.shape
         x = jnp.reshape(x, (batch, grid_h * grid_w, width))  # [B, gh*gw, D]
 
-        if self.classifier in ("token", "token_unpooled"):
+        if self.classifier in TOKEN_CLASSIFIERS:
             cls = self.param("cls", nn.initializers.zeros, (1, 1, width))  # [1, 1, D]
             cls = jnp.broadcast_to(cls.astype(self.dtype), (batch, 1, width))
             x = jnp.concatenate([cls, x], axis=1)  # [B, 1 + gh*gw, D]
 
-        encoder_fields = {k: self.transformer[k] for k in _ENCODER_FIELDS if k in self.transformer}
-        x = Encoder(
-            **encoder_fields,
+        encoder = Encoder(
+            **self.transformer,
             stoch_depth=self.stoch_depth,
             dtype=self.dtype,
             remat=self.remat,
             scan_layers=self.scan_layers,
             attention_implementation=self.attention_implementation,
             name="Transformer",
-        )(x, train=train)  # [B, N, D]
+        )
+        x = encoder(x, train=train)  # [B, N, D]
         self.sow("intermediates", "encoded", x)
         return x
 
@@ -152,13 +159,13 @@ _ENCODER_FIELDS = ("num_layers", "mlp_dim", "num_heads", "dropout_rate", "attent
 def attention_weights(intermediates: Mapping[str, Any]) -> list[jax.Array]:
     """Per-layer attention weights `[B, H, N, N]`, in depth order, from sown intermediates."""
     encoder = intermediates["Transformer"]
-    if "encoderblock" in encoder:  # scan_layers: one stacked entry [L, B, H, N, N].
-        stacked = encoder["encoderblock"]["MultiHeadDotProductAttention_1"]["attention_weights"][0]
+    if STACKED_BLOCK in encoder:  # scan_layers: one stacked entry [L, B, H, N, N].
+        stacked = encoder[STACKED_BLOCK]["MultiHeadDotProductAttention_1"]["attention_weights"][0]
         return list(stacked)
     blocks = sorted(
-        (name for name in encoder if name.startswith("encoderblock_")),
-        key=lambda name: int(name.rsplit("_", 1)[1]),
+        (int(m.group(1)), name) for name in encoder if (m := NUMBERED_BLOCK.match(name))
     )
     return [
-        encoder[name]["MultiHeadDotProductAttention_1"]["attention_weights"][0] for name in blocks
+        encoder[name]["MultiHeadDotProductAttention_1"]["attention_weights"][0]
+        for _, name in blocks
     ]
