@@ -4,16 +4,41 @@ never absolute numbers compared across runs."""
 
 from __future__ import annotations
 
+import argparse
 import json
 import os
 import platform
 import statistics
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import jax
 import jax.numpy as jnp
+
+# Source for a child process that measures its own memory (Linux): `status(field)` is a
+# /proc/self/status field in bytes (VmRSS: now, VmHWM: the peak), `reset_peak()` sets the peak
+# back to the current RSS.
+PEAK_RSS_CODE = """
+def status(field):
+    for line in open('/proc/self/status'):
+        if line.startswith(field + ':'):
+            return int(line.split()[1]) * 1024
+
+def reset_peak():
+    with open('/proc/self/clear_refs', 'w') as f:
+        f.write('5')
+"""
+
+
+def model_parser(doc: str, models: Sequence[str]) -> argparse.ArgumentParser:
+    """The command line of a benchmark over registered models: `--models` (default `models`),
+    `--image_size` (224) and `--json`, described by the first line of `doc`."""
+    parser = argparse.ArgumentParser(description=doc.splitlines()[0])
+    parser.add_argument("--models", nargs="+", default=list(models))
+    parser.add_argument("--image_size", type=int, default=224)
+    parser.add_argument("--json", action="store_true")
+    return parser
 
 
 def time_call(fn: Callable[[], Any], *, warmup: int = 2, repeats: int = 5) -> float:

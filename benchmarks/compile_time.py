@@ -10,7 +10,6 @@ one-time start-up costs so they do not land on the first configuration.
 
 from __future__ import annotations
 
-import argparse
 import time
 
 import jax
@@ -35,11 +34,8 @@ def compile_seconds(
 
 
 def main(argv=None) -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--models", nargs="+", default=["ViT-L_16", "ViT-H_14"])
+    parser = common.model_parser(__doc__, ["ViT-L_16", "ViT-H_14"])
     parser.add_argument("--batch", type=int, default=8)
-    parser.add_argument("--image_size", type=int, default=224)
-    parser.add_argument("--json", action="store_true")
     args = parser.parse_args(argv)
     jax.jit(lambda x: x + 1).lower(1.0).compile()  # One-time start-up costs.
     rows = []

@@ -23,23 +23,23 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from benchmarks import common
+
 # After the imports, reset the kernel's peak-RSS mark (clear_refs 5), then convert, then print
 # the RSS after the imports and the peak during the conversion, in bytes.
-_CHILD = """
+_CHILD = (
+    """
 import sys
 import jax, numpy, safetensors, torch, vit_jax.checkpoint, vit_jax.convert
-
-def status(field):
-    for line in open('/proc/self/status'):
-        if line.startswith(field + ':'):
-            return int(line.split()[1]) * 1024
-
+"""
+    + common.PEAK_RSS_CODE
+    + """
 base = status('VmRSS')
-with open('/proc/self/clear_refs', 'w') as f:
-    f.write('5')
+reset_peak()
 vit_jax.convert.convert(sys.argv[1], sys.argv[2], sys.argv[3], progress=False)
 print(base, status('VmHWM'))
 """
+)
 
 
 def _rss(src: str, dst: str, to: str) -> tuple[int, int]:

@@ -21,10 +21,12 @@ import subprocess
 import sys
 import tempfile
 
+from benchmarks import common
 from benchmarks.convert_memory import write_synthetic
 
 # Built before the RSS mark is reset: imports, the Trainer (abstract shapes, jitted steps).
-_CHILD = """
+_CHILD = (
+    """
 import json, sys, types
 import jax
 from configs import base
@@ -39,15 +41,11 @@ config.mesh.update(data=1, fsdp=fsdp)
 config.pp.crop = 224  # The checkpoint's resolution: no position-embedding resize.
 mesh = sharding.make_mesh(config.mesh)
 trainer = Trainer(config, mesh, types.SimpleNamespace(num_classes=10, image_size=224))
-
-def status(field):
-    for line in open('/proc/self/status'):
-        if line.startswith(field + ':'):
-            return int(line.split()[1]) * 1024
-
+"""
+    + common.PEAK_RSS_CODE
+    + """
 base_rss = status('VmRSS')
-with open('/proc/self/clear_refs', 'w') as f:
-    f.write('5')  # Resets VmHWM to the current RSS.
+reset_peak()
 state = jax.block_until_ready(trainer.initial_state())
 per_device = {}
 for leaf in jax.tree.leaves(state):
@@ -57,6 +55,7 @@ print(json.dumps({"base": base_rss, "peak": status('VmHWM'),
                   "device_max": max(per_device.values()),
                   "state": sum(leaf.nbytes for leaf in jax.tree.leaves(state))}))
 """
+)
 
 
 def run_child(model: str, fsdp: int, pretrained_dir: str, code_dir: str) -> dict[str, int]:

@@ -16,7 +16,6 @@ peaks: the in-run bfloat16 matmul peak (XLA's 8192^2 matmul on this device) and,
 
 from __future__ import annotations
 
-import argparse
 import time
 
 import jax
@@ -69,13 +68,10 @@ def torch_step_seconds(name: str, batch: int, image_size: int, compile_model: bo
 
 
 def main(argv=None) -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--models", nargs="+", default=["ViT-B_16", "ViT-L_16"])
+    parser = common.model_parser(__doc__, ["ViT-B_16", "ViT-L_16"])
     parser.add_argument("--batch", type=int, default=256)
-    parser.add_argument("--image_size", type=int, default=224)
     parser.add_argument("--spec_tflops", type=float, default=None)
     parser.add_argument("--no_torch", action="store_true")
-    parser.add_argument("--json", action="store_true")
     args = parser.parse_args(argv)
 
     on_gpu = jax.default_backend() == "gpu"

@@ -8,8 +8,6 @@ minus donated aliases), so nothing is allocated: it runs on a small machine.
 
 from __future__ import annotations
 
-import argparse
-
 from benchmarks import common
 from benchmarks.model_throughput import abstract_step_args, train_step_fn
 from vit_jax import models
@@ -46,11 +44,8 @@ def largest_batch(name: str, image_size: int, remat: bool, budget: int) -> tuple
 
 
 def main(argv=None) -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--models", nargs="+", default=["ViT-B_16", "ViT-L_16"])
+    parser = common.model_parser(__doc__, ["ViT-B_16", "ViT-L_16"])
     parser.add_argument("--budget_gib", type=float, default=16.0)
-    parser.add_argument("--image_size", type=int, default=224)
-    parser.add_argument("--json", action="store_true")
     args = parser.parse_args(argv)
     budget = int(args.budget_gib * 2**30)
     rows = []

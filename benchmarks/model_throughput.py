@@ -11,7 +11,6 @@ speed-up over float32 and the top-1 agreement with float32 on a fixed batch.
 
 from __future__ import annotations
 
-import argparse
 import os
 
 import jax
@@ -156,11 +155,9 @@ def _resolved(micro_batch: models.micro_batch.MicroBatch, params) -> str:
 
 
 def main(argv=None) -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--models", nargs="+", default=["ViT-B_16"])
+    parser = common.model_parser(__doc__, ["ViT-B_16"])
     parser.add_argument("--batches", nargs="+", type=int, default=[8, 32])
     parser.add_argument("--dtypes", nargs="+", default=["float32", "bfloat16"])
-    parser.add_argument("--image_size", type=int, default=224)
     parser.add_argument("--train", action="store_true", help="Also time a training step.")
     parser.add_argument(
         "--micro_batch",
@@ -178,7 +175,6 @@ def main(argv=None) -> None:
         "batch "
         "split into each of these numbers of micro-batches (config.accum_steps).",
     )
-    parser.add_argument("--json", action="store_true")
     args = parser.parse_args(argv)
 
     cores = os.cpu_count() or 1

@@ -26,33 +26,15 @@ import sys
 import tempfile
 
 import jax
-import jax.numpy as jnp
 import numpy as np
 
+from tests.models.tiny import random_params  # Every leaf random: every parameter counts.
 from vit_jax import checkpoint, models
 from vit_jax.convert import convert
 
 CASES = {"token": "ViT-S_16", "gap": "ViT-S_16-gap-norep", "hybrid": "R50+ViT-B_16"}
 IMAGE_SIZE = 224
 NUM_CLASSES = 10
-
-
-def random_params(model, image_size: int, seed: int = 0):
-    """Parameters with every leaf random (init zeroes the head and each unit's last norm)."""
-    images = jax.ShapeDtypeStruct((1, image_size, image_size, 3), jnp.float32)
-    shapes = jax.eval_shape(lambda x: model.init(jax.random.key(0), x), images)["params"]
-    rng = np.random.default_rng(seed)
-
-    def leaf(path, shape):
-        name = jax.tree_util.keystr(path)
-        noise = rng.normal(size=shape.shape).astype(np.float32)
-        if "scale" in name:
-            return 1.0 + 0.1 * noise
-        if "'bias'" in name:
-            return 0.1 * noise
-        return noise / np.float32(np.sqrt(max(int(np.prod(shape.shape[:-1])), 1)))
-
-    return jax.tree_util.tree_map_with_path(leaf, shapes)
 
 
 def compare(npz: str, workdir: str, images: np.ndarray) -> dict:

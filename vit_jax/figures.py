@@ -14,12 +14,14 @@ writes three PNGs to the output folder:
   (right panel), averaged over the given images, or over random-noise images when none are
   given (the paper used natural images: pass some with --images).
 
-From Python: `figures.figure7(params)` returns the three matplotlib Figures.
+From Python: `figures.figure7(params)` returns the three matplotlib Figures, and
+`figures.figure7_data(params)` the arrays they plot.
 """
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import os
 import sys
 from collections.abc import Sequence
@@ -42,23 +44,22 @@ FILENAMES = {
 NUM_COMPONENTS = 28  # As in the paper.
 
 
-def _filters(predictor: Predictor, suffix: str) -> Figure:
-    kernel = np.asarray(predictor.params["embedding"]["kernel"])  # [P, P, C, D]
-    title = f"RGB embedding filters{suffix}"
-    if predictor.config.resnet is not None or kernel.shape[2] != 3:
-        return plots.not_applicable(
-            title,
-            f"Not applicable: this hybrid model embeds {kernel.shape[0]}x{kernel.shape[1]} "
-            f"patches of {kernel.shape[2]}-channel ResNet features, not RGB pixels.",
-        )
-    components, explained = analysis.embedding_components(kernel, NUM_COMPONENTS)
-    return plots.embedding_filters(components, explained, suffix)
+@dataclasses.dataclass(frozen=True)
+class Figure7Data:
+    """What Figure 7's panels plot, for one model."""
 
-
-def _positions(predictor: Predictor, suffix: str) -> Figure:
-    posemb = np.asarray(predictor.params["Transformer"]["posembed_input"]["pos_embedding"])
-    similarity = analysis.position_similarity(posemb, predictor.has_class_token, predictor.grid)
-    return plots.position_similarity(similarity, suffix)
+    label: str | None  # The model's name in the titles.
+    image_size: tuple[int, int]  # (H, W) of the model's input.
+    # Left: the first principal components of the RGB embedding filters [k, P, P, 3] and the
+    # fraction of the filters' variance along each [k]; None for hybrids, with the reason.
+    components: np.ndarray | None
+    explained: np.ndarray | None
+    not_applicable: str
+    # Center: cosine similarity of the patches' position embeddings [gh, gw, gh, gw].
+    similarity: np.ndarray
+    # Right: mean attention distance in pixels [L, H], and which images it averages over.
+    distances: np.ndarray
+    note: str
 
 
 def _distances(
@@ -87,7 +88,7 @@ def _distances(
     return distances.mean(axis=0), note
 
 
-def figure7(
+def figure7_data(
     params: Any,
     *,
     images: Sequence[Any] | None = None,
@@ -95,21 +96,51 @@ def figure7(
     seed: int = 0,
     batch_size: int = 4,
     name: str | None = None,
-) -> dict[str, Figure]:
-    """The three panels of Figure 7 for `params`, keyed like `FILENAMES`.
+) -> Figure7Data:
+    """The numbers behind Figure 7 for `params`.
 
     `images`: paths, URLs, PIL images or arrays for the attention distances; without them,
     `num_random` uniform-noise images drawn with `seed`.
     """
     predictor = Predictor(params, labels=None, batch_size=batch_size, source=name or "params")
-    label = name or predictor.config.model_name
-    suffix = f" — {label}" if label else ""
     distances, note = _distances(predictor, images, num_random, seed)
+    kernel = np.asarray(predictor.params["embedding"]["kernel"])  # [P, P, C, D]
+    components = explained = None
+    not_applicable = ""
+    if predictor.config.resnet is not None or kernel.shape[2] != 3:
+        not_applicable = (
+            f"Not applicable: this hybrid model embeds {kernel.shape[0]}x{kernel.shape[1]} "
+            f"patches of {kernel.shape[2]}-channel ResNet features, not RGB pixels."
+        )
+    else:
+        components, explained = analysis.embedding_components(kernel, NUM_COMPONENTS)
+    posemb = np.asarray(predictor.params["Transformer"]["posembed_input"]["pos_embedding"])
+    return Figure7Data(
+        label=name or predictor.config.model_name,
+        image_size=predictor.image_size,
+        components=components,
+        explained=explained,
+        not_applicable=not_applicable,
+        similarity=analysis.position_similarity(posemb, predictor.has_class_token, predictor.grid),
+        distances=distances,
+        note=note,
+    )
+
+
+def figure7(params: Any, **kwargs: Any) -> dict[str, Figure]:
+    """The three panels of Figure 7 for `params`, keyed like `FILENAMES`; the keyword
+    arguments are `figure7_data`'s (images, num_random, seed, batch_size, name)."""
+    data = figure7_data(params, **kwargs)
+    suffix = f" — {data.label}" if data.label else ""
+    if data.components is None:
+        filters = plots.not_applicable(f"RGB embedding filters{suffix}", data.not_applicable)
+    else:
+        filters = plots.embedding_filters(data.components, data.explained, suffix)
     return {
-        "embedding_filters": _filters(predictor, suffix),
-        "position_embeddings": _positions(predictor, suffix),
+        "embedding_filters": filters,
+        "position_embeddings": plots.position_similarity(data.similarity, suffix),
         "attention_distance": plots.attention_distance(
-            distances, predictor.image_size, note, suffix
+            data.distances, data.image_size, data.note, suffix
         ),
     }
 

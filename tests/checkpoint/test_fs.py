@@ -1,4 +1,5 @@
-"""Remote checkpoints: http(s) through a local server, and the tf.io.gfile path via ram://."""
+"""Remote checkpoints: http(s) through a local server, and the tf.io.gfile path via ram://;
+atomic saves on both write paths."""
 
 import functools
 import http.server
@@ -77,14 +78,18 @@ def test_gfile_save_and_load(vit_params):
         load(path + ".missing")
 
 
-def test_gfile_failed_save_keeps_existing_file(vit_params, monkeypatch):
-    path = f"ram://{uuid.uuid4().hex}/model.npz"
+@pytest.mark.parametrize("where", ["local", "gfile"])
+def test_failed_save_keeps_existing_file(vit_params, tmp_path, monkeypatch, where):
+    """Both branches of fs.atomic_write: a save that fails midway leaves the file it would
+    have replaced intact and no temporary file beside it."""
+    directory = str(tmp_path) if where == "local" else f"ram://{uuid.uuid4().hex}"
+    path = f"{directory}/model.npz"
     save(vit_params, path)
     with fs.open_read(path) as f:
         before = f.read()
 
     def broken_savez(file, *args, **kwargs):
-        file.write(b"partial")
+        file.write(b"PK\x03\x04 partial")
         raise RuntimeError("interrupted")
 
     monkeypatch.setattr(np, "savez", broken_savez)
@@ -92,4 +97,4 @@ def test_gfile_failed_save_keeps_existing_file(vit_params, monkeypatch):
         save(vit_params, path)
     with fs.open_read(path) as f:
         assert f.read() == before
-    assert fs._gfile().listdir(path.rsplit("/", 1)[0]) == ["model.npz"]
+    assert fs._gfile().listdir(directory) == ["model.npz"]

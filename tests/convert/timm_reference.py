@@ -44,14 +44,19 @@ def _group_norm(x, sd, prefix, act, timm_numerics):
     return F.relu(x) if act else x
 
 
+def _conv_norm(x, sd, conv, norm, stride, act, timm_numerics):
+    """ResNetV2 pairs every convolution with a norm: `<conv>weight`, then the `<norm>` GroupNorm."""
+    x = _std_conv(x, sd[conv + "weight"], stride, timm_numerics)
+    return _group_norm(x, sd, norm, act, timm_numerics)
+
+
 def _resnet(sd, x, timm_numerics):
     stem = (
         "patch_embed.backbone.stem."
         if "patch_embed.backbone.stem.conv.weight" in sd
         else ("patch_embed.backbone.")
     )
-    x = _std_conv(x, sd[stem + "conv.weight"], 2, timm_numerics)
-    x = _group_norm(x, sd, stem + "norm.", True, timm_numerics)
+    x = _conv_norm(x, sd, stem + "conv.", stem + "norm.", 2, True, timm_numerics)
     x = F.max_pool2d(_pad_same(x, 3, 2, value=-math.inf), 3, 2)
     stage = 0
     while f"patch_embed.backbone.stages.{stage}.blocks.0.conv1.weight" in sd:
@@ -60,29 +65,13 @@ def _resnet(sd, x, timm_numerics):
             stride = 2 if stage > 0 and block == 0 else 1
             shortcut = x
             if p + "downsample.conv.weight" in sd:
-                shortcut = _std_conv(x, sd[p + "downsample.conv.weight"], stride, timm_numerics)
-                shortcut = _group_norm(shortcut, sd, p + "downsample.norm.", False, timm_numerics)
-            y = _group_norm(
-                _std_conv(x, sd[p + "conv1.weight"], 1, timm_numerics),
-                sd,
-                p + "norm1.",
-                True,
-                timm_numerics,
-            )
-            y = _group_norm(
-                _std_conv(y, sd[p + "conv2.weight"], stride, timm_numerics),
-                sd,
-                p + "norm2.",
-                True,
-                timm_numerics,
-            )
-            y = _group_norm(
-                _std_conv(y, sd[p + "conv3.weight"], 1, timm_numerics),
-                sd,
-                p + "norm3.",
-                False,
-                timm_numerics,
-            )
+                down = p + "downsample."
+                shortcut = _conv_norm(
+                    x, sd, down + "conv.", down + "norm.", stride, False, timm_numerics
+                )
+            y = _conv_norm(x, sd, p + "conv1.", p + "norm1.", 1, True, timm_numerics)
+            y = _conv_norm(y, sd, p + "conv2.", p + "norm2.", stride, True, timm_numerics)
+            y = _conv_norm(y, sd, p + "conv3.", p + "norm3.", 1, False, timm_numerics)
             x = F.relu(y + shortcut)
             block += 1
         stage += 1

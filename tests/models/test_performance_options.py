@@ -98,20 +98,15 @@ def test_mlp_keeps_parameters_and_outputs():
 
 def test_bfloat16_matmuls_accumulate_in_float32():
     """bfloat16 compute lowers to bfloat16 x bfloat16 -> float32 matmuls (the fast CPU path),
-    not to float32 matmuls on converted operands, and stays close to float32."""
-    model, size = tiny.build("token")
-    model16, _ = tiny.build("token", dtype=jnp.bfloat16)
-    params = tiny.random_params(model, size)
+    not to float32 matmuls on converted operands. (test_numerics.py checks that bfloat16 logits
+    agree with float32 ones.)"""
+    model16, size = tiny.build("token", dtype=jnp.bfloat16)
+    params = tiny.random_params(model16, size)
     images = tiny.random_images(size, batch=4)
     hlo = jax.jit(lambda p, x: model16.apply({"params": p}, x)).lower(params, images).as_text()
     dots = [line for line in hlo.splitlines() if "stablehlo.dot_general" in line]
     assert dots and all("bf16>, tensor<" in line and "-> tensor<" in line for line in dots)
     assert all("xf32>" in line.rsplit("->", 1)[1] for line in dots), "matmul outputs not f32"
-    logits32 = model.apply({"params": params}, images)
-    logits16 = model16.apply({"params": params}, images)
-    np.testing.assert_allclose(
-        np.asarray(logits16, np.float32), np.asarray(logits32), atol=0.1, rtol=0.05
-    )
 
 
 def test_cudnn_implementation_is_rejected_off_gpu_or_matches():

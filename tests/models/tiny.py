@@ -39,13 +39,14 @@ TINY_CONFIGS = {
 
 
 def random_params(model, image_size, seed=0):
-    """Initialised parameters with every leaf replaced by random values.
+    """`model`'s parameters with every leaf random (float32 numpy), without running its init.
 
     Initialisation zeroes the head and the last GroupNorm of each unit; random values make
-    every parameter matter in a comparison. Scales and biases of norms stay near 1 and 0.
+    every parameter matter in a comparison. Scales and biases of norms stay near 1 and 0; other
+    weights have variance 1 / fan-in. benchmarks/timm_parity.py uses it for published sizes.
     """
-    images = jnp.zeros((1, image_size, image_size, 3))
-    params = model.init(jax.random.key(seed), images)["params"]
+    images = jax.ShapeDtypeStruct((1, image_size, image_size, 3), jnp.float32)
+    shapes = jax.eval_shape(lambda x: model.init(jax.random.key(0), x), images)["params"]
     rng = np.random.default_rng(seed)
 
     def randomise(path, leaf):
@@ -58,7 +59,7 @@ def random_params(model, image_size, seed=0):
         fan_in = int(np.prod(leaf.shape[:-1])) if leaf.ndim > 1 else 1
         return noise / np.sqrt(max(fan_in, 1)).astype(np.float32)
 
-    return jax.tree_util.tree_map_with_path(randomise, params)
+    return jax.tree_util.tree_map_with_path(randomise, shapes)
 
 
 def random_images(image_size, batch=2, seed=1):

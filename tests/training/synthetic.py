@@ -85,9 +85,6 @@ class SyntheticData:
         del config
         return types.SimpleNamespace(info=INFO)
 
-    def get_dataset_info(self, config) -> data.DatasetInfo:
-        return self.open_dataset(config).info
-
     def make_train_iterator(self, config, mesh, data_axes, dataset=None) -> TrainIterator:
         return TrainIterator(config, mesh, data_axes, self.nan_at)
 

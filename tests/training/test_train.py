@@ -4,6 +4,7 @@ published-layout .npz, fine-tuning from it, and exact resumption after SIGTERM."
 from __future__ import annotations
 
 import glob
+import math
 import os
 import signal
 import subprocess
@@ -104,7 +105,11 @@ def test_finetune_from_npz_at_another_resolution(digits_run, tmp_path):
 
     finetuned = train_and_evaluate(config, str(tmp_path))
     assert finetuned.step == 10
-    assert 0.0 <= finetuned.eval_metrics["test_accuracy"] <= 1.0
+    # The zero head predicts uniformly at first; ten steps on the loaded features do better
+    # (measured: 20.3% test accuracy, chance is 10%; test loss 2.245 against ln(10) = 2.303).
+    assert finetuned.train_losses[1] == pytest.approx(math.log(10), abs=1e-5)
+    assert finetuned.eval_metrics["test_accuracy"] > 0.15
+    assert finetuned.eval_metrics["test_loss"] < math.log(10) - 0.03
 
 
 def _digits_info(image_size):

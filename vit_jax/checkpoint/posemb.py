@@ -1,9 +1,12 @@
 """Resizing learned position embeddings to a new patch grid (fine-tuning at another resolution).
 
-The one implementation in the project: the trainer, the converters and inference call
-`resize_posemb`. It is bilinear interpolation with `scipy.ndimage.zoom(grid, zoom, order=1)`'s
-convention (corners aligned: output index i reads input coordinate i * (n_in - 1) / (n_out - 1)),
-the resize used to produce the published fine-tuned models, written out in numpy.
+The one implementation in the project; `load_pretrained` (checkpoint/pretrained.py) calls
+`resize_posemb` for the trainer and the notebooks. It is the original code's resize,
+`scipy.ndimage.zoom(grid, zoom, order=1)` (bilinear, corners aligned: output index i reads
+input coordinate i * (n_in - 1) / (n_out - 1)), written out in numpy rather than called:
+zoom's default `mode='constant'` turns the last row and column to zeros when rounding puts
+their coordinate a hair past the edge (32 -> 16 patches, for one), and clipping here does not.
+Elsewhere the two agree to a float32 ulp (tests/checkpoint/test_posemb.py).
 """
 
 from __future__ import annotations

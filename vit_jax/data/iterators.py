@@ -9,10 +9,10 @@ from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
 import jax
-import ml_collections
 import numpy as np
 import tensorflow as tf
 from jax.sharding import Mesh, NamedSharding
+from ml_collections import ConfigDict
 
 from vit_jax.data import pipeline
 from vit_jax.data.dataset import Dataset, open_dataset
@@ -21,6 +21,7 @@ from vit_jax.sharding import DATA_AXES, batch_sharding, local_rows, to_global
 
 Batch = dict[str, jax.Array]
 HostBatch = dict[str, np.ndarray]
+Axes = Sequence[str]  # Mesh axis names.
 
 
 def _to_numpy(batch: dict[str, tf.Tensor]) -> HostBatch:
@@ -211,10 +212,7 @@ class EvalIterator:
 
 
 def make_train_iterator(
-    config: ml_collections.ConfigDict,
-    mesh: Mesh,
-    data_axes: Sequence[str] = DATA_AXES,
-    dataset: Dataset | None = None,
+    config: ConfigDict, mesh: Mesh, data_axes: Axes = DATA_AXES, dataset: Dataset | None = None
 ) -> TrainIterator:
     """Endless {'image': [B, H, W, 3] f32 in [-1, 1], 'label': [B, N] f32}, B = config.batch.
 
@@ -226,10 +224,7 @@ def make_train_iterator(
 
 
 def make_eval_iterator(
-    config: ml_collections.ConfigDict,
-    mesh: Mesh,
-    data_axes: Sequence[str] = DATA_AXES,
-    dataset: Dataset | None = None,
+    config: ConfigDict, mesh: Mesh, data_axes: Axes = DATA_AXES, dataset: Dataset | None = None
 ) -> EvalIterator:
     """The test split once per pass: batches of config.batch_eval with a 'mask' [B] f32."""
     dataset = dataset or open_dataset(config)

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import tensorflow as tf
 
-from vit_jax.data.pp.registry import RNG_KEY, Features, Op, register, take_seed
+from vit_jax.data.pp.registry import Features, Op, register, take_seed
 
 
 def _size2(size: int | tuple[int, int] | list[int]) -> tuple[int, int]:
@@ -64,39 +64,6 @@ def inception_crop(size: int, area_min: int = 5, area_max: int = 100, key: str =
         crop = tf.slice(image, begin, box)  # [h, w, C]; slice forgets the static C.
         crop.set_shape([None, None, image.shape[-1]])
         return {**data, key: _resize(crop, _size2(size))}
-
-    return op
-
-
-@register("decode_jpeg_and_inception_crop")
-def decode_jpeg_and_inception_crop(
-    size: int, area_min: int = 5, area_max: int = 100, key: str = "image"
-) -> Op:
-    """`decode|inception_crop(size)` that, for JPEGs, only decodes the cropped window.
-
-    Same distribution of crops; typically much faster on large JPEGs because most of the
-    image is never decoded. Non-JPEG inputs take the plain decode-then-crop path.
-    """
-    plain = inception_crop(size, area_min, area_max, key)
-
-    def op(data: Features) -> Features:
-        encoded = data[key]
-
-        def jpeg() -> tuple[tf.Tensor, tf.Tensor]:
-            rest, seed = take_seed(data)
-            shape = tf.image.extract_jpeg_shape(encoded)
-            begin, box = _inception_box(shape, seed, area_min, area_max)
-            window = tf.stack([begin[0], begin[1], box[0], box[1]])
-            crop = tf.image.decode_and_crop_jpeg(encoded, window, channels=3)
-            return rest[RNG_KEY], _resize(crop, _size2(size))
-
-        def other() -> tuple[tf.Tensor, tf.Tensor]:
-            out = plain(decode(3, key)(data))
-            return out[RNG_KEY], out[key]
-
-        rng, image = tf.cond(tf.io.is_jpeg(encoded), jpeg, other)
-        image.set_shape([*_size2(size), 3])
-        return {**data, RNG_KEY: rng, key: image}
 
     return op
 

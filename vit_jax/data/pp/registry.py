@@ -38,10 +38,6 @@ def register(name: str) -> Callable[[Callable[..., Op]], Callable[..., Op]]:
     return wrap
 
 
-def registered_ops() -> list[str]:
-    return sorted(_OPS)
-
-
 def take_seed(data: Features) -> tuple[Features, tf.Tensor]:
     """Splits the example's `_rng` into a fresh seed for one op and the rest for later ops."""
     if RNG_KEY not in data:
