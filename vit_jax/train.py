@@ -29,8 +29,9 @@ from typing import Any
 import jax
 import ml_collections
 
-from vit_jax import checkpoint, config_cli, data, errors, fewshot, sharding
+from vit_jax import checkpoint, data, errors, fewshot, sharding
 from vit_jax.checkpoint import fs
+from vit_jax.cli import config_flag
 from vit_jax.errors import ConfigError, TrainingDivergedError, WorkdirError
 from vit_jax.training import divergence, metrics, resume, run_log, runtime
 from vit_jax.training.train_state import CHECKPOINT_DIR, CheckpointMismatch, TrainCheckpointer
@@ -78,9 +79,9 @@ def config_changes(workdir: str, config: ml_collections.ConfigDict) -> list[str]
     if not os.path.exists(path):
         return []
     with open(path) as f:
-        old = dict(config_cli.flatten(ml_collections.ConfigDict(json.load(f))))
+        old = dict(config_flag.flatten(ml_collections.ConfigDict(json.load(f))))
     new_config = ml_collections.ConfigDict(json.loads(config.to_json_best_effort()))
-    new = dict(config_cli.flatten(new_config))
+    new = dict(config_flag.flatten(new_config))
     return [
         f"{key}: {old.get(key)!r} -> {new.get(key)!r}"
         for key in sorted(set(old) | set(new))
@@ -301,7 +302,7 @@ def _define_flags(flag_values: Any, argv: list[str]) -> Any:
     """The command-line flags, in their own FlagValues (so `main` can run more than once)."""
     from absl import flags
 
-    config = config_cli.define_config_flag(flag_values, argv)
+    config = config_flag.define_config_flag(flag_values, argv)
     define = dict(flag_values=flag_values)
     flags.DEFINE_string("workdir", None, "Checkpoints, metrics and the final .npz.", **define)
     flags.DEFINE_string(
@@ -334,7 +335,7 @@ def _report(error: Exception, workdir: str, verbose: bool) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     """Parses the command line, joins a multi-host job if any, trains; returns the exit code."""
-    from vit_jax import quiet  # The command line's own helpers.
+    from vit_jax.cli import quiet  # The command line's own helpers.
     from vit_jax.training import run_summary
 
     quiet.for_command_line()
@@ -343,7 +344,7 @@ def main(argv: list[str] | None = None) -> int:
         "Usage: python -m vit_jax.train --config=configs/digits.py --workdir=DIR "
         "[--config.KEY=VALUE ...]"
     )
-    parsed = config_cli.parse_command_line(argv, _define_flags, __doc__, usage)
+    parsed = config_flag.parse_command_line(argv, _define_flags, __doc__, usage)
     if isinstance(parsed, int):
         return parsed
     config, flag_values = parsed
