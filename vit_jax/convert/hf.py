@@ -28,7 +28,7 @@ from vit_jax.convert.rules import (
     ConversionError,
     Entry,
 )
-from vit_jax.preprocessing import EvalPreprocessing
+from vit_jax.models.preprocessing import EvalPreprocessing
 
 WEIGHTS = "model.safetensors"
 CONFIG = "config.json"

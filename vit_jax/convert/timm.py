@@ -35,7 +35,7 @@ from vit_jax.convert.rules import (
     Entry,
 )
 from vit_jax.models import WIDTHS
-from vit_jax.preprocessing import EvalPreprocessing
+from vit_jax.models.preprocessing import EvalPreprocessing
 
 WEIGHTS = "model.safetensors"
 CONFIG = "config.json"
