@@ -1,4 +1,4 @@
-"""Pure train and eval steps, jitted over a mesh by `vit_jax.train`.
+"""Pure train and eval steps, jitted over a mesh by the `Trainer`.
 
 One train step takes a global batch `{'image': [B, H, W, 3], 'label': [B, C]}`, splits it into
 `accum_steps` micro-batches, averages their gradients (the same update as one step on the

@@ -2,7 +2,7 @@
 
 `Trainer(config, mesh, dataset_info)` builds the model, the optimizer, the sharded layout of
 the train state (parameters and optimizer state split over 'fsdp' by `sharding.fsdp_spec`)
-and the jitted train/eval steps; `vit_jax.train.train_and_evaluate` drives it.
+and the jitted train/eval steps; `training.loop.train_and_evaluate` drives it.
 """
 
 from __future__ import annotations
