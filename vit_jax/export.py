@@ -54,7 +54,7 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    from vit_jax import quiet
+    from vit_jax.cli import quiet
 
     quiet.for_command_line()
     args = parse_args(argv)

@@ -31,7 +31,8 @@ import jax
 import numpy as np
 from matplotlib.figure import Figure
 
-from vit_jax import checkpoint, errors, models, quiet
+from vit_jax import checkpoint, errors, models
+from vit_jax.cli import quiet
 from vit_jax.inference import analysis, plots
 from vit_jax.inference.errors import InferenceError
 from vit_jax.inference.predictor import Predictor

@@ -29,8 +29,9 @@ from collections.abc import Sequence
 
 import jax.numpy as jnp
 
-from vit_jax import errors, quiet
+from vit_jax import errors
 from vit_jax.checkpoint import CheckpointError
+from vit_jax.cli import quiet
 from vit_jax.inference import InferenceError, Prediction, Predictor
 from vit_jax.inference.labels import AUTO, BUILTIN, INDICES
 from vit_jax.inference.plots import attention_overlay, save_png

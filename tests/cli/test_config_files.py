@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import os
 
-from vit_jax import config_files
+from vit_jax.cli import config_files
 
 SHIPPED = config_files.shipped_dir()
 

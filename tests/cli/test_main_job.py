@@ -13,7 +13,7 @@ from tests.cli.conftest import readme_main_job
 from vit_jax.training import metrics
 
 MAX_NOISE_LINES = 3
-# Lines the program prints itself (vit_jax/train.py, run_summary.py, data/catalog.py).
+# Lines the program prints itself (train.py, training/loop.py, run_summary.py, catalog.py).
 OURS = re.compile(
     r"^(step +\d+/\d+ \||Preparing \S+ in |Saved the parameters|Done: |Already finished|"
     r"Resuming from step|  (parameters|checkpoints|metrics|To train further))"

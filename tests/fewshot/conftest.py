@@ -12,7 +12,7 @@ import pytest
 from configs import digits
 from tests.training import tiny_config
 from vit_jax import checkpoint, models
-from vit_jax.train import TrainResult, train_and_evaluate
+from vit_jax.training.loop import TrainResult, train_and_evaluate
 
 IMAGE_SIZE = 16  # A 4x4 grid of 4x4 patches: 8 px digits leave too little to learn.
 STEPS = 300

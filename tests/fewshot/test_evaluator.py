@@ -15,8 +15,8 @@ from tests.fewshot.conftest import STEPS
 from vit_jax import sharding
 from vit_jax.errors import ConfigError
 from vit_jax.fewshot import cli
-from vit_jax.train import check_config
 from vit_jax.training import metrics
+from vit_jax.training.loop import check_config
 
 SHOTS = (1, 5, 10, 25)
 

@@ -24,10 +24,10 @@ def main(process_id: int, num_processes: int, port: int, workdir: str, out: str)
         process_id=process_id,
     )
     from tests.training import synthetic
-    from vit_jax import train
+    from vit_jax.training import loop
 
-    train.data = synthetic.SyntheticData()
-    result = train.train_and_evaluate(synthetic.multiprocess_config(), workdir)
+    loop.data = synthetic.SyntheticData()
+    result = loop.train_and_evaluate(synthetic.multiprocess_config(), workdir)
     if jax.process_index() == 0:
         with open(out, "w") as f:
             json.dump(

@@ -7,7 +7,7 @@ import pytest
 
 from configs import base
 from tests.training import tiny_config
-from vit_jax.train import train_and_evaluate
+from vit_jax.training.loop import train_and_evaluate
 
 
 def key_paths(config: ml_collections.ConfigDict, prefix: str = "") -> dict[tuple[int, str], str]:

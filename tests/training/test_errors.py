@@ -12,6 +12,8 @@ from tests.training import synthetic
 from tests.training.conftest import REPO_ROOT
 from vit_jax import train
 from vit_jax.errors import TrainingDivergedError
+from vit_jax.training import loop
+from vit_jax.training.train_state import CHECKPOINT_DIR
 
 CONFIG = "--config=tests/training/tiny_config.py"
 
@@ -67,13 +69,13 @@ def test_missing_pretrained_file_names_the_path_and_the_published_files(capsys, 
 
 
 def test_nan_loss_stops_and_keeps_the_last_good_checkpoint(monkeypatch, capsys, tmp_path):
-    monkeypatch.setattr(train, "data", synthetic.SyntheticData(nan_at=5))
+    monkeypatch.setattr(loop, "data", synthetic.SyntheticData(nan_at=5))
     config = synthetic.tiny_synthetic_config()
     config.update(total_steps=8, checkpoint_every=2)
     with pytest.raises(TrainingDivergedError, match="at step 5") as error:
-        train.train_and_evaluate(config, str(tmp_path))
+        loop.train_and_evaluate(config, str(tmp_path))
     # Step 5's loss is computed on the state saved at step 4, so only step 2 is known good;
     # step 4 is set aside, not deleted.
     assert "last good checkpoint (step 2)" in str(error.value)
-    assert sorted(os.listdir(tmp_path / train.CHECKPOINT_DIR)) == ["2"]
-    assert os.listdir(tmp_path / f"{train.CHECKPOINT_DIR}.damaged") == ["4"]
+    assert sorted(os.listdir(tmp_path / CHECKPOINT_DIR)) == ["2"]
+    assert os.listdir(tmp_path / f"{CHECKPOINT_DIR}.damaged") == ["4"]

@@ -15,7 +15,9 @@ import pytest
 
 from tests.training import synthetic
 from tests.training.conftest import REPO_ROOT, child_env
-from vit_jax import checkpoint, train
+from vit_jax import checkpoint
+from vit_jax.training import loop
+from vit_jax.training.train_state import CHECKPOINT_DIR
 
 WORKER = os.path.join(REPO_ROOT, "tests", "training", "multiprocess_worker.py")
 TIMEOUT = 240  # Seconds; a hung collective must not hang the suite.
@@ -29,8 +31,8 @@ def free_port() -> int:
 
 @pytest.mark.slow  # CI runs it; `-m "not slow"` skips it in the inner loop.
 def test_two_processes_match_one(tmp_path, monkeypatch):
-    monkeypatch.setattr(train, "data", synthetic.SyntheticData())
-    single = train.train_and_evaluate(synthetic.multiprocess_config(), str(tmp_path / "single"))
+    monkeypatch.setattr(loop, "data", synthetic.SyntheticData())
+    single = loop.train_and_evaluate(synthetic.multiprocess_config(), str(tmp_path / "single"))
 
     port, out = free_port(), tmp_path / "multi.json"
     env = child_env(XLA_FLAGS="--xla_force_host_platform_device_count=4", JAX_PLATFORMS="cpu")
@@ -73,4 +75,4 @@ def test_two_processes_match_one(tmp_path, monkeypatch):
     assert jax.tree.structure(multi_params) == jax.tree.structure(single_params)
     for a, b in zip(jax.tree.leaves(multi_params), jax.tree.leaves(single_params)):
         np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-6)
-    assert sorted(os.listdir(tmp_path / "multi" / train.CHECKPOINT_DIR)) == ["2", "4"]
+    assert sorted(os.listdir(tmp_path / "multi" / CHECKPOINT_DIR)) == ["2", "4"]

@@ -21,8 +21,9 @@ from tests.training import tiny_config
 from tests.training.conftest import REPO_ROOT, child_env
 from vit_jax import checkpoint, data, sharding
 from vit_jax.data import dataset as data_dataset
-from vit_jax.train import CHECKPOINT_DIR, train_and_evaluate
 from vit_jax.training import metrics
+from vit_jax.training.loop import train_and_evaluate
+from vit_jax.training.train_state import CHECKPOINT_DIR
 from vit_jax.training.trainer import Trainer
 
 

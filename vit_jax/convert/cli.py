@@ -52,7 +52,7 @@ def _fail(message: str) -> int:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    from vit_jax import quiet
+    from vit_jax.cli import quiet
 
     quiet.for_command_line()  # Orbax narrates reading a workdir ("Metadata file does not exist").
     args = parse_args(argv)

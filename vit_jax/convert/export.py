@@ -17,7 +17,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from vit_jax.preprocessing import EvalPreprocessing
+from vit_jax.models.preprocessing import EvalPreprocessing
 
 DEFAULT_PLATFORMS = ("cpu", "cuda", "tpu")
 KNOWN_PLATFORMS = ("cpu", "cuda", "rocm", "tpu")

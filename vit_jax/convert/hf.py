@@ -21,7 +21,7 @@ from typing import Any
 
 from vit_jax.convert.errors import ConversionError
 from vit_jax.convert.rules import ATTN, BLOCK, CONV, DENSE, HEADS_BIAS, HEADS_IN, HEADS_OUT, Entry
-from vit_jax.preprocessing import EvalPreprocessing
+from vit_jax.models.preprocessing import EvalPreprocessing
 
 NAME = "HF transformers"  # In messages.
 WEIGHTS = "model.safetensors"

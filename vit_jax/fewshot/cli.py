@@ -15,7 +15,8 @@ import argparse
 import json
 from collections.abc import Sequence
 
-from vit_jax import checkpoint, data, errors, quiet
+from vit_jax import checkpoint, data, errors
+from vit_jax.cli import quiet
 from vit_jax.errors import ConfigError
 from vit_jax.fewshot.evaluator import PRESETS
 from vit_jax.fewshot.published import evaluate_checkpoint

@@ -1,13 +1,14 @@
 """Loading images for the model: any PIL-readable file or URL -> `[H, W, 3]` float32 in [-1, 1].
 
-Pixels go through the evaluation pipeline's own preprocessing (`vit_jax.preprocessing`: the
-same TensorFlow decode, bilinear resize and value range), so a served prediction sees exactly
-the input that the reported test accuracy saw. PIL reads the header first (format, size,
-EXIF), so oversized files (over `MAX_PIXELS`) are refused before anything is decoded. Images
-the evaluation decoder reads as they are (8-bit RGB or grayscale JPEG, PNG, GIF, BMP) take
-its path from the bytes; the others are decoded by PIL first and then take the same resize:
-EXIF-rotated photos are turned upright, transparent pixels become white, CMYK, palette and
-other modes become RGB, and 16-bit grayscale keeps its full range.
+Pixels go through the evaluation pipeline's own preprocessing
+(`vit_jax.models.preprocessing`: the same TensorFlow decode, bilinear resize and value range),
+so a served prediction sees exactly the input that the reported test accuracy saw. PIL reads
+the header first (format, size, EXIF), so oversized files (over `MAX_PIXELS`) are refused
+before anything is decoded. Images the evaluation decoder reads as they are (8-bit RGB or
+grayscale JPEG, PNG, GIF, BMP) take its path from the bytes; the others are decoded by PIL
+first and then take the same resize: EXIF-rotated photos are turned upright, transparent
+pixels become white, CMYK, palette and other modes become RGB, and 16-bit grayscale keeps its
+full range.
 """
 
 from __future__ import annotations
@@ -25,7 +26,7 @@ from PIL import Image, ImageOps, UnidentifiedImageError
 from vit_jax.checkpoint.fs import is_url
 from vit_jax.inference.errors import ImageError
 from vit_jax.inference.sources import read_bytes
-from vit_jax.preprocessing import EvalPreprocessing
+from vit_jax.models.preprocessing import EvalPreprocessing
 
 MAX_PIXELS = 200_000_000  # Refused beyond this (PIL's own decompression-bomb limit is lower).
 MAX_DOWNLOAD_BYTES = 256 * 2**20  # URLs only: a local file is read whole, as the user chose it.

@@ -10,12 +10,11 @@ time, and the `1 / sqrt(head_dim)` scale is folded into the query kernel and bia
 accumulate in float32 (`preferred_element_type`) and the softmax runs in float32, also for
 bfloat16 compute; their backward passes run in the compute dtype (`vit_jax.models.matmul`).
 
-The attention core (`implementation`): "auto" (default) uses `jax.nn.dot_product_attention`
-on accelerators, where XLA picks fused kernels (cuDNN flash attention on GPU when the shapes
-allow), and on CPU an explicit softmax attention laid out `[B, H, N, K]`, which XLA:CPU runs
-about 1.4x faster than the `[B, N, H, K]` einsums of `dot_product_attention`'s XLA path.
-"xla" and "cudnn" force `dot_product_attention` with that implementation; "explicit" forces
-the explicit path. All give the same outputs within float tolerance (tested).
+The attention core (`implementation`): "auto" (default) takes the default backend's choice in
+`vit_jax.models.backend_tuning` (the explicit softmax attention below on CPU, measured faster
+there; `jax.nn.dot_product_attention`, left to JAX, on GPU and TPU). "xla" and "cudnn" force
+`dot_product_attention` with that implementation; "explicit" forces the explicit path. All
+give the same outputs within float tolerance (tested).
 """
 
 from __future__ import annotations
@@ -27,6 +26,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from vit_jax.models import backend_tuning
 from vit_jax.models.matmul import einsum_f32, matmul_f32
 
 Dtype = Any
@@ -134,7 +134,8 @@ class SelfAttention(nn.Module):
                 )
                 attended = einsum_f32("bhqs,bshk->bqhk", weights, value).astype(self.dtype)
         elif self.implementation == "explicit" or (
-            self.implementation == "auto" and jax.default_backend() == "cpu"
+            self.implementation == "auto"
+            and backend_tuning.for_default_backend().attention == "explicit"
         ):
             attended, _ = explicit_attention(query, key, value, scale=1.0)  # [B, N, H, K]
         else:
@@ -143,6 +144,7 @@ class SelfAttention(nn.Module):
                 key,
                 value,
                 scale=1.0,
+                # "auto" leaves the kernel to JAX (see backend_tuning).
                 implementation=None if self.implementation == "auto" else self.implementation,
             )  # [B, N, H, K]
 

@@ -1,17 +1,14 @@
 """Inference a few images at a time: the same logits as one `model.apply`, faster on CPUs.
 
-A CPU runs a ViT forward pass fastest when one pass's activations stay in its caches. At 224
-pixels a ViT-B/16 batch of 32 does not (its MLP activations alone are 77 MB), and it reaches
-only ~71% of the machine's matmul peak where batches of 4-8 images reach ~88%; at 384 pixels
-batch 8 drops to ~65%, batches of 1-2 images stay at ~89%. Measured on a 2-core AVX-512 VM
-with a 32 MiB L3 (benchmarks/RESULTS.md); ViT-Ti/16 at batch 32 goes from 60% to 72-75%.
-`micro_batched_apply` therefore runs the batch as a loop (`lax.map`) over micro-batches of
-about `TOKENS_PER_MICRO_BATCH` tokens, compiling the model once.
+A CPU runs a ViT forward pass fastest when one pass's activations stay in its caches; a whole
+ViT-B/16 batch of 32 at 224 pixels does not. `micro_batched_apply` therefore runs the batch as
+a loop (`lax.map`) over micro-batches, compiling the model once. How many tokens a micro-batch
+holds on each backend ("auto": about 800 on CPU, whole batches on GPU and TPU), and the
+measurements behind it, are in `vit_jax.models.backend_tuning`.
 
-It is for inference (no dropout, no gradients: under `jax.grad` the loop is slower, measured
-0.83x for a ViT-B/16 training step at batch 8). Accelerators keep whole batches ("auto" does
-not split there). With the batch split over `data_shards` devices, each micro-batch takes the
-same number of images from every device, so the loop stays data-parallel.
+It is for inference (no dropout, no gradients: under `jax.grad` the loop is slower). With the
+batch split over `data_shards` devices, each micro-batch takes the same number of images from
+every device, so the loop stays data-parallel.
 """
 
 from __future__ import annotations
@@ -23,9 +20,7 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
-# Tokens (images x tokens per image) per micro-batch on CPU: 4 images of 197 tokens (ViT at
-# 224 with patch 16), 1 image of 577 (384 pixels). Best measured: 600-1600 at 224 and 384.
-TOKENS_PER_MICRO_BATCH = 800
+from vit_jax.models import backend_tuning
 
 MicroBatch = int | Literal["auto"] | None
 
@@ -44,13 +39,15 @@ def num_tokens(params: Mapping[str, Any]) -> int:
 def micro_batch_size(tokens_per_image: int, micro_batch: MicroBatch = "auto") -> int | None:
     """Images per micro-batch, or None for whole batches.
 
-    "auto": on CPU, `TOKENS_PER_MICRO_BATCH // tokens_per_image` images (at least 1);
-    elsewhere None. An int is used as given; None or 0 turns micro-batching off.
+    "auto": the default backend's `micro_batch_tokens // tokens_per_image` images (at least
+    1), or None where it runs whole batches (`backend_tuning`: 800 tokens on CPU, whole
+    batches on GPU and TPU). An int is used as given; None or 0 turns micro-batching off.
     """
     if micro_batch == "auto":
-        if jax.default_backend() != "cpu":
+        tokens = backend_tuning.for_default_backend().micro_batch_tokens
+        if tokens is None:
             return None
-        return max(1, TOKENS_PER_MICRO_BATCH // max(tokens_per_image, 1))
+        return max(1, tokens // max(tokens_per_image, 1))
     if micro_batch is None or micro_batch == 0:
         return None
     if not isinstance(micro_batch, int) or micro_batch < 0:

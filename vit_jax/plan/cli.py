@@ -16,7 +16,8 @@ import json
 import sys
 from typing import Any
 
-from vit_jax import config_cli, errors
+from vit_jax import errors
+from vit_jax.cli import config_flag
 from vit_jax.errors import ConfigError
 from vit_jax.plan import compile as plan_compile
 from vit_jax.plan import search as plan_search
@@ -32,7 +33,7 @@ USAGE = (
 def _define_flags(flag_values: Any, argv: list[str]) -> Any:
     from absl import flags
 
-    config = config_cli.define_config_flag(flag_values, argv)
+    config = config_flag.define_config_flag(flag_values, argv)
     define = dict(flag_values=flag_values)
     flags.DEFINE_string("topology", None, "TPU topology, e.g. v5e:4x4 or v4:4x4x4.", **define)
     flags.DEFINE_integer("num_slices", 1, "Slices joined over DCN ('data' spans them).", **define)
@@ -157,11 +158,11 @@ def dataclasses_dict(candidate: plan_search.Candidate) -> dict[str, Any]:
 
 def main(argv: list[str] | None = None) -> int:
     """Parses the command line and plans the run; returns the exit code."""
-    from vit_jax import quiet
+    from vit_jax.cli import quiet
 
     quiet.for_command_line()
     argv = list(sys.argv if argv is None else argv)
-    parsed = config_cli.parse_command_line(argv, _define_flags, __doc__, USAGE)
+    parsed = config_flag.parse_command_line(argv, _define_flags, __doc__, USAGE)
     if isinstance(parsed, int):
         return parsed
     config, flag_values = parsed

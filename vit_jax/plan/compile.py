@@ -225,7 +225,7 @@ def plan(
     headroom: float = DEFAULT_HEADROOM,
 ) -> Plan:
     """Builds the run's `Trainer` over `topology` and compiles its steps; see the module."""
-    from vit_jax.train import check_config  # The checks `train` makes before it starts.
+    from vit_jax.training.loop import check_config  # The checks a run makes first.
 
     mesh = sharding.make_mesh(config.mesh, topology.devices)
     check_config(config, mesh)

@@ -1,5 +1,6 @@
 """The training subsystem behind `python -m vit_jax.train`.
 
+loop.py         `train_and_evaluate(config, workdir)`: one run, resumed, evaluated, saved
 trainer.py      the model, optimizer, shardings and jitted steps of one run (`Trainer`)
 step.py         the pure train and eval steps (gradient accumulation, metrics sums)
 optim.py        Optax recipes and learning-rate schedules from the config

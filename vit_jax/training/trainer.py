@@ -2,7 +2,7 @@
 
 `Trainer(config, mesh, dataset_info)` builds the model, the optimizer, the sharded layout of
 the train state (parameters and optimizer state split over 'fsdp' by `sharding.fsdp_spec`)
-and the jitted train/eval steps; `vit_jax.train.train_and_evaluate` drives it.
+and the jitted train/eval steps; `training.loop.train_and_evaluate` drives it.
 """
 
 from __future__ import annotations
@@ -17,6 +17,7 @@ import ml_collections
 import numpy as np
 
 from vit_jax import checkpoint, models, sharding
+from vit_jax.models import backend_tuning
 from vit_jax.training import losses, optim
 from vit_jax.training.step import TrainState, make_eval_step, make_train_step
 
@@ -28,14 +29,15 @@ def model_from_config(
 
     `platform` ('cpu', 'gpu', 'tpu'): the devices the model will run on, when they are not
     this process's default backend (a TPU program compiled ahead of time on a CPU host); the
-    'auto' attention then means what it means there, not on the host.
+    'auto' attention then becomes that platform's choice (`models.backend_tuning`), not the
+    host's.
     """
     fields = model_config.to_dict()
     fields["dtype"] = jnp.dtype(fields["dtype"])
     if platform not in (None, jax.default_backend()) and fields["attention_implementation"] == (
         "auto"
     ):
-        fields["attention_implementation"] = "explicit" if platform == "cpu" else "xla"
+        fields["attention_implementation"] = backend_tuning.for_platform(platform).attention
     return models.build_model(fields, num_classes=num_classes)
 
 
@@ -129,8 +131,10 @@ class Trainer:
                 self.model,
                 loss_fn,
                 sharding.num_data_shards(mesh),
-                # CPU-only micro-batching follows the mesh's devices, not the host's backend.
-                micro_batch="auto" if platform == "cpu" else None,
+                # Micro-batching follows the mesh's devices, not the host's backend.
+                micro_batch=(
+                    "auto" if backend_tuning.for_platform(platform).micro_batch_tokens else None
+                ),
             ),
             in_shardings=(self.state_shardings.params, batch_sharding),
             out_shardings=sharding.replicated(mesh),

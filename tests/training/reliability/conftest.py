@@ -11,7 +11,7 @@ from tests.training import synthetic
 from tests.training.conftest import REPO_ROOT
 from tests.training.reliability import faults
 from vit_jax import train
-from vit_jax.training import runtime, train_state
+from vit_jax.training import loop, runtime, train_state
 
 
 @pytest.fixture(autouse=True)
@@ -22,7 +22,7 @@ def in_repo_root(monkeypatch):
 def _run(workdir: str, stop_at: int | None = None) -> None:
     with pytest.MonkeyPatch.context() as patch:
         patch.chdir(REPO_ROOT)
-        patch.setattr(train, "data", synthetic.SyntheticData())
+        patch.setattr(loop, "data", synthetic.SyntheticData())
         if stop_at is not None:  # As if SIGTERM arrived during step `stop_at`.
             patch.setattr(runtime.Preemption, "reached", lambda self, step: step == stop_at)
         assert train.main(["vit_jax.train", *faults.ARGS, f"--workdir={workdir}"]) == 0

@@ -10,7 +10,7 @@ import numpy as np
 
 from tests.training import synthetic
 from vit_jax import train
-from vit_jax.training import metrics, train_state
+from vit_jax.training import loop, metrics, train_state
 
 # The tiny config on the synthetic data: 8 steps, a checkpoint every 2, the last 3 kept.
 ARGS = [
@@ -25,7 +25,7 @@ ARGS = [
 
 def run_cli(monkeypatch, capsys, workdir, *extra: str, data=None) -> tuple[int, str, str]:
     """`python -m vit_jax.train` in this process on synthetic data: (exit code, out, err)."""
-    monkeypatch.setattr(train, "data", data or synthetic.SyntheticData())
+    monkeypatch.setattr(loop, "data", data or synthetic.SyntheticData())
     code = train.main(["vit_jax.train", *ARGS, f"--workdir={workdir}", *extra])
     captured = capsys.readouterr()
     return code, captured.out, captured.err

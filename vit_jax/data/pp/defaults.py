@@ -12,7 +12,7 @@ import ml_collections
 
 from vit_jax.data.config import Augmentation
 from vit_jax.data.errors import DataError
-from vit_jax.preprocessing import EvalPreprocessing
+from vit_jax.models.preprocessing import EvalPreprocessing
 
 
 def label_op(num_classes: int, label_smoothing: float, multi_label: bool) -> str:

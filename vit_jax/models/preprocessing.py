@@ -1,7 +1,10 @@
 """The one definition of how an image becomes a model input at evaluation and inference.
 
-Free of TensorFlow so that conversion and export can describe it cheaply; the op strings it
-returns run in `vit_jax.data.pp`.
+It is the model's input contract, shared by the evaluation pipeline (`vit_jax.data`), the
+predictor (`vit_jax.inference`), export and conversion, so it lives with the models: like
+them it is free of TensorFlow, so that conversion and export describe it without importing
+TensorFlow (`vit_jax.data` and `vit_jax.inference` import it when they load). The op strings
+it returns run in `vit_jax.data.pp`.
 """
 
 from __future__ import annotations

@@ -37,7 +37,7 @@ def parse_command_line(
     """
     from absl import flags
 
-    from vit_jax import config_files
+    from vit_jax.cli import config_files
 
     # A config given by name or as configs/NAME.py also works outside a checkout (the wheel).
     argv = config_files.resolve_argv(argv)
