@@ -25,6 +25,14 @@ class _LogFile(logging.FileHandler):
     def handleError(self, record: logging.LogRecord) -> None:
         del record
 
+    def flush(self) -> None:
+        with contextlib.suppress(OSError):
+            super().flush()
+
+    def close(self) -> None:  # Closing the file flushes it once more.
+        with contextlib.suppress(OSError):
+            super().close()
+
 
 @contextlib.contextmanager
 def diverted_logs(workdir: str, *, verbose: bool = False) -> Iterator[str]:

@@ -17,6 +17,7 @@ checks them and raises `CheckpointDamaged` naming the step, the file and the pro
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import glob
 import os
@@ -234,6 +235,9 @@ class TrainCheckpointer:
 
     def _remove_unfinished(self) -> None:
         """Deletes the temporary directory of a failed save: never a complete checkpoint."""
+        # Orbax's other writer threads may still be writing into it: let them end first.
+        with contextlib.suppress(Exception):  # Their failure is the one being reported.
+            self._manager.wait_until_finished()
         if jax.process_index() != 0 or not fs.is_local(os.fspath(self.directory)):
             return
         for path in glob.glob(os.path.join(os.fspath(self.directory), f"*{TMP_MARKER}*")):
