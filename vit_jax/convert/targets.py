@@ -146,7 +146,8 @@ WRITERS = {
 
 
 def torch_state_dict(ckpt: Checkpoint, to: str, model: Model) -> dict[str, np.ndarray]:
-    """The HF or timm state dict as numpy arrays in memory (for tests and notebooks)."""
+    """The HF or timm state dict as numpy arrays in memory: `write_torch`'s tensors without the
+    files, for a PyTorch model built in the same process (README, "Conversion and export")."""
     return {
         rule.torch: np.ascontiguousarray(
             rule.to_torch([ckpt.tensors.get(key) for key in rule.published])
