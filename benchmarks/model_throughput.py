@@ -20,6 +20,7 @@ import optax
 
 from benchmarks import common
 from vit_jax import models
+from vit_jax.models import backend_tuning
 
 
 def random_params(model, image_size: int, seed: int = 0):
@@ -82,6 +83,34 @@ def trainer_step_fn(model, accum_steps: int):
     return jax.jit(train_step, donate_argnums=(0,)), tx
 
 
+def time_trainer_step(model, params, images, labels, accum_steps: int, **timing) -> float:
+    """Median seconds of the trainer's own step (`trainer_step_fn`) on (images, labels)."""
+    from vit_jax.training.step import TrainState
+
+    trainer_step, tx = trainer_step_fn(model, accum_steps)
+    params = jax.tree.map(jnp.copy, params)  # The step donates its state: keep the caller's.
+    rng = jax.random.key_data(jax.random.key(0))
+    state = {"train": TrainState(jnp.zeros((), jnp.int32), params, tx.init(params), rng)}
+    batch = {"image": images, "label": labels}
+
+    def run():
+        state["train"], metrics = trainer_step(state["train"], batch)
+        return metrics["train_loss"]
+
+    return common.time_call(run, **timing)
+
+
+def default_accum_steps(model, params, batch: int) -> int:
+    """The trainer's `accum_steps` when the config leaves it unset, on this process's backend
+    (one device): `models.backend_tuning`'s choice."""
+    return backend_tuning.for_default_backend().train_accum_steps(
+        images=batch,
+        tokens_per_image=models.micro_batch.num_tokens(params),
+        mlp_dim=model.transformer["mlp_dim"],
+        itemsize=jnp.dtype(model.dtype).itemsize,
+    )
+
+
 def abstract_step_args(model, batch: int, image_size: int):
     """Shapes of `train_step_fn`'s (params, images, labels), without allocating anything."""
     images = jax.ShapeDtypeStruct((batch, image_size, image_size, 3), jnp.float32)
@@ -105,22 +134,10 @@ def measure(
     params = random_params(model, image_size)
     images = jax.random.uniform(jax.random.key(2), (batch, image_size, image_size, 3), minval=-1)
     if train and accum_steps:
-        from vit_jax.training.step import TrainState
-
         labels = jax.nn.one_hot(jnp.arange(batch) % 1000, 1000)
         # FLOPs of the plain step: XLA's cost analysis counts the accumulation loop once.
         flops = common.compiled_flops(train_step_fn(model), params, images, labels)
-        trainer_step, tx = trainer_step_fn(model, accum_steps)
-        rng = jax.random.key_data(jax.random.key(0))
-        train_state = TrainState(jnp.zeros((), jnp.int32), params, tx.init(params), rng)
-        state = {"train": train_state}
-        batch_dict = {"image": images, "label": labels}
-
-        def run():
-            state["train"], metrics = trainer_step(state["train"], batch_dict)
-            return metrics["train_loss"]
-
-        seconds = common.time_call(run)
+        seconds = time_trainer_step(model, params, images, labels, accum_steps)
         logits = None
     elif train:
         labels = jax.nn.one_hot(jnp.arange(batch) % 1000, 1000)

@@ -1,10 +1,15 @@
 """ViT-B/16 forward and training step: vit_jax (XLA) against HF transformers' ViT in PyTorch,
 eager and `torch.compile`, on the same machine in the same run.
 
-    python -m benchmarks.torch_compare [--batch 8] [--image_size 224] [--no_compile] [--json]
+    python -m benchmarks.torch_compare [--batch 8] [--image_size 224] [--dtype float32]
+        [--no_compile] [--repeats 5] [--json]
 
-Both sides use float32, the same architecture (tanh-GELU, LayerNorm eps 1e-6, 1000 classes)
-and an SGD step on softmax cross-entropy. Needs the `torch` extra.
+Both sides use the same architecture (tanh-GELU, LayerNorm eps 1e-6, 1000 classes) and an SGD
+step on softmax cross-entropy. Ours is the trainer's own step at its defaults
+(`training.step.make_train_step` with `config.accum_steps` unset: micro-batches on CPU, see
+`models/backend_tuning.py`), with the plain step (`model.apply` under `jax.grad`) beside it.
+`--dtype bfloat16`: our bfloat16 compute (float32 parameters) against torch's CPU autocast to
+bfloat16. Needs the `torch` extra.
 """
 
 from __future__ import annotations
@@ -18,7 +23,13 @@ import jax.numpy as jnp
 import numpy as np
 
 from benchmarks import common
-from benchmarks.model_throughput import forward_fn, random_params, time_train_step
+from benchmarks.model_throughput import (
+    default_accum_steps,
+    forward_fn,
+    random_params,
+    time_train_step,
+    time_trainer_step,
+)
 from vit_jax import models
 
 
@@ -47,8 +58,11 @@ def torch_models(image_size: int, name: str = "ViT-B_16"):
     return torch, transformers.ViTForImageClassification(config)
 
 
-def torch_timings(batch: int, image_size: int, compile_model: bool) -> dict[str, float]:
+def torch_timings(
+    batch: int, image_size: int, compile_model: bool, dtype: str = "float32", repeats: int = 5
+) -> dict[str, float]:
     torch, model = torch_models(image_size)
+    autocast = torch.autocast("cpu", dtype=torch.bfloat16, enabled=dtype == "bfloat16")
     torch.set_num_threads(os.cpu_count() or 1)
     images = torch.rand(batch, 3, image_size, image_size) * 2 - 1
     labels = torch.arange(batch) % 1000
@@ -56,12 +70,14 @@ def torch_timings(batch: int, image_size: int, compile_model: bool) -> dict[str,
     forward = torch.compile(model) if compile_model else model
 
     def infer():
-        with torch.inference_mode():
+        with torch.inference_mode(), autocast:
             return forward(pixel_values=images).logits
 
     def train():
         optimizer.zero_grad(set_to_none=True)
-        loss = torch.nn.functional.cross_entropy(forward(pixel_values=images).logits, labels)
+        with autocast:
+            logits = forward(pixel_values=images).logits
+        loss = torch.nn.functional.cross_entropy(logits.float(), labels)
         loss.backward()
         optimizer.step()
         return loss
@@ -70,10 +86,10 @@ def torch_timings(batch: int, image_size: int, compile_model: bool) -> dict[str,
     start = time.perf_counter()
     infer()
     first_call = time.perf_counter() - start
-    fwd = _median(infer)
+    fwd = _median(infer, repeats=repeats)
     model.train(False)  # No dropout in either framework's step: same math as ours.
     train()
-    step = _median(train)
+    step = _median(train, repeats=repeats)
     return {"forward_s": fwd, "train_s": step, "first_call_s": first_call}
 
 
@@ -88,8 +104,10 @@ def _median(fn, warmup: int = 2, repeats: int = 5) -> float:
     return float(np.median(times))
 
 
-def jax_timings(batch: int, image_size: int) -> dict[str, float]:
-    model = models.get_model("ViT-B_16", num_classes=1000)
+def jax_timings(
+    batch: int, image_size: int, dtype: str = "float32", repeats: int = 5
+) -> dict[str, float]:
+    model = models.get_model("ViT-B_16", num_classes=1000, dtype=jnp.dtype(dtype))
     params = random_params(model, image_size)
     images = jax.random.uniform(jax.random.key(2), (batch, image_size, image_size, 3), minval=-1)
     labels = jax.nn.one_hot(jnp.arange(batch) % 1000, 1000)
@@ -99,14 +117,18 @@ def jax_timings(batch: int, image_size: int) -> dict[str, float]:
     start = time.perf_counter()
     jax.block_until_ready(forward(params, images))
     first_call = time.perf_counter() - start
-    fwd = common.time_call(lambda: forward(params, images))
+    fwd = common.time_call(lambda: forward(params, images), repeats=repeats)
     jax.block_until_ready(whole(params, images))
-    fwd_whole = common.time_call(lambda: whole(params, images))
-    train, _ = time_train_step(model, params, images, labels)
+    fwd_whole = common.time_call(lambda: whole(params, images), repeats=repeats)
+    accum_steps = default_accum_steps(model, params, batch)
+    train = time_trainer_step(model, params, images, labels, accum_steps, repeats=repeats)
+    plain, _ = time_train_step(model, params, images, labels)
     return {
         "forward_s": fwd,
         "forward_whole_batch_s": fwd_whole,
         "train_s": train,
+        "train_plain_s": plain,
+        "accum_steps": accum_steps,
         "first_call_s": first_call,
     }
 
@@ -115,16 +137,23 @@ def main(argv=None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--batch", type=int, default=8)
     parser.add_argument("--image_size", type=int, default=224)
+    parser.add_argument("--dtype", choices=["float32", "bfloat16"], default="float32")
     parser.add_argument("--no_compile", action="store_true", help="Skip torch.compile.")
+    parser.add_argument("--repeats", type=int, default=5, help="Timed calls (median) per row.")
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args(argv)
 
-    results = {"vit_jax (XLA)": jax_timings(args.batch, args.image_size)}
-    results["torch eager"] = torch_timings(args.batch, args.image_size, compile_model=False)
+    shape = (args.batch, args.image_size)
+    ours = jax_timings(*shape, args.dtype, args.repeats)
+    results = {f"vit_jax (XLA), trainer step, accum_steps {ours['accum_steps']}": ours}
+    results["torch eager"] = torch_timings(*shape, False, args.dtype, args.repeats)
     if not args.no_compile:
-        results["torch.compile"] = torch_timings(args.batch, args.image_size, compile_model=True)
-    ours = results["vit_jax (XLA)"]
-    results["vit_jax, one model.apply"] = {**ours, "forward_s": ours["forward_whole_batch_s"]}
+        results["torch.compile"] = torch_timings(*shape, True, args.dtype, args.repeats)
+    results["vit_jax, one model.apply / plain step"] = {
+        **ours,
+        "forward_s": ours["forward_whole_batch_s"],
+        "train_s": ours["train_plain_s"],
+    }
     rows = [
         {
             "implementation": name,
@@ -136,7 +165,8 @@ def main(argv=None) -> None:
         }
         for name, r in results.items()
     ]
-    common.report(rows, as_json=args.json, header={"model": "ViT-B_16", "batch": args.batch})
+    header = {"model": "ViT-B_16", "batch": args.batch, "dtype": args.dtype}
+    common.report(rows, as_json=args.json, header=header)
 
 
 if __name__ == "__main__":

@@ -59,7 +59,10 @@ def get_config() -> ml_collections.ConfigDict:
     config.weight_decay = 0.0  # L2 for sgd/adam, decoupled (times lr) for adamw; kernels only.
     config.optim_dtype = "bfloat16"  # dtype of the momentum / first moment.
     config.grad_norm_clip = 1.0  # Clip gradients to this global norm; 0 = no clipping.
-    config.accum_steps = 1  # Split each batch into this many sequential micro-batches.
+    # Split each batch into this many sequential micro-batches (gradients accumulated). Unset:
+    # the trainer's choice, vit_jax/models/backend_tuning.py (CPU: micro-batches whose
+    # activations fit the caches; TPU, GPU: 1).
+    config.accum_steps = ml_collections.config_dict.placeholder(int)  # None: the trainer's.
     config.base_lr = 0.03  # Peak learning rate.
     config.final_lr = 0.0  # Learning rate reached at total_steps.
     config.decay_type = "cosine"  # After warmup: 'cosine', 'linear' or 'constant'.

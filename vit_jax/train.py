@@ -26,7 +26,8 @@ from vit_jax import checkpoint, data, errors
 from vit_jax.cli import config_flag
 from vit_jax.errors import ConfigError, TrainingDivergedError, WorkdirError
 from vit_jax.training import run_log, runtime
-from vit_jax.training.loop import print_primary, train_and_evaluate
+from vit_jax.training.loop import train_and_evaluate
+from vit_jax.training.runtime import print_primary
 
 # User errors print one paragraph to stderr and exit with status 2.
 USER_ERRORS = (ConfigError, data.DataError, checkpoint.CheckpointError, WorkdirError)

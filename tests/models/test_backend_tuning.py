@@ -7,22 +7,55 @@ from vit_jax import models
 from vit_jax.models import backend_tuning
 
 
-def test_cpu_runs_explicit_attention_and_800_token_micro_batches():
+def test_cpu_runs_explicit_attention_and_cache_sized_micro_batches():
     choices = backend_tuning.for_platform("cpu")
-    assert choices == backend_tuning.BackendChoices(attention="explicit", micro_batch_tokens=800)
+    assert choices == backend_tuning.BackendChoices(
+        attention="explicit", micro_batch_tokens=800, train_activation_bytes=20 * 2**20
+    )
     assert backend_tuning.TOKENS_PER_MICRO_BATCH == 800
+    assert backend_tuning.TRAIN_ACTIVATION_BYTES == 20 * 2**20
+
+
+# (images per device, tokens per image, mlp_dim, bytes per value) -> micro-batches on CPU.
+B16_224 = (197, 3072)  # ViT-B/16 at 224 px.
+TRAINING_SPLITS = [
+    ((32, *B16_224, 4), 4),  # float32: micro-batches of 8 images (19.4 MB each).
+    ((8, *B16_224, 4), 1),
+    ((32, *B16_224, 2), 2),  # bfloat16: 16 images fit.
+    ((24, *B16_224, 4), 3),  # The fewest divisors that fit: 3 x 8.
+    ((11, *B16_224, 4), 11),  # 11 is prime: one image at a time.
+    ((2, 577, 16384, 4), 2),  # One image over the budget alone: still one at a time.
+    ((128, 17, 128, 4), 1),  # configs/digits.py: never split.
+]
+
+
+@pytest.mark.parametrize("shape, steps", TRAINING_SPLITS)
+def test_cpu_training_splits_batches_whose_activations_overflow_the_budget(shape, steps):
+    images, tokens, mlp_dim, itemsize = shape
+    choice = backend_tuning.CPU.train_accum_steps(images, tokens, mlp_dim, itemsize)
+    assert choice == steps
+    assert images % choice == 0
+
+
+@pytest.mark.parametrize("platform", ["tpu", "gpu"])
+def test_accelerators_train_whole_batches(platform):
+    choices = backend_tuning.for_platform(platform)
+    assert choices.train_accum_steps(32, *B16_224, 4) == 1
 
 
 @pytest.mark.parametrize("platform", ["tpu", "gpu"])
 def test_accelerators_keep_jax_defaults(platform):
     choices = backend_tuning.for_platform(platform)
-    assert choices == backend_tuning.BackendChoices(attention="xla", micro_batch_tokens=None)
+    assert choices == backend_tuning.BackendChoices(
+        attention="xla", micro_batch_tokens=None, train_activation_bytes=None
+    )
 
 
 def test_docstring_states_every_choice():
     doc = backend_tuning.__doc__
     assert "TOKENS_PER_MICRO_BATCH` = 800" in doc
-    assert doc.count("TPU and GPU:") == 2  # One line per choice says what accelerators get.
+    assert "`TRAIN_ACTIVATION_BYTES` = 20 MiB" in doc
+    assert doc.count("TPU and GPU:") == 3  # One line per choice says what accelerators get.
     assert "benchmarks/RESULTS.md" in doc
 
 

@@ -3,13 +3,16 @@ gradient accumulation matches one large batch."""
 
 from __future__ import annotations
 
+import dataclasses
+
 import jax
 import numpy as np
 import optax
 import pytest
 
 from tests.training import synthetic
-from vit_jax import sharding
+from vit_jax import models, sharding
+from vit_jax.models import backend_tuning
 from vit_jax.training.trainer import Trainer
 
 NUM_STEPS = 3
@@ -71,6 +74,26 @@ def test_gradient_accumulation_equals_large_batch(config, sharded):
     """Two micro-batches of 8 give the update of the batch of 16."""
     config = config.copy_and_resolve_references()
     config.accum_steps = 2
+    losses, params, _ = run_steps(config, jax.devices(), MESH)
+    np.testing.assert_allclose(losses, sharded[0], rtol=1e-5)
+    assert_trees_close(params, sharded[1], rtol=1e-4, atol=1e-6)
+
+
+def test_unset_accum_steps_splits_batches_that_overflow_the_cpu_budget(
+    config, sharded, monkeypatch
+):
+    """`config.accum_steps` unset: the CPU's choice (models/backend_tuning.py) for a budget of
+    one image's MLP activation splits each device's 2 images in two; the updates stay those of
+    the whole batch."""
+    assert config.accum_steps is None and config.batch == 16  # 2 images on each of 8 devices.
+    mesh = sharding.make_mesh(MESH, jax.devices())
+    whole = Trainer(config, mesh, synthetic.INFO)
+    assert whole.accum_steps == 1  # The tiny model is far below the real budget.
+    tokens = models.micro_batch.num_tokens(whole.abstract_state.params)
+    one_image = tokens * config.model.transformer.mlp_dim * 4  # float32.
+    budget = dataclasses.replace(backend_tuning.CPU, train_activation_bytes=one_image)
+    monkeypatch.setattr(backend_tuning, "CPU", budget)
+    assert Trainer(config, mesh, synthetic.INFO).accum_steps == 2
     losses, params, _ = run_steps(config, jax.devices(), MESH)
     np.testing.assert_allclose(losses, sharded[0], rtol=1e-5)
     assert_trees_close(params, sharded[1], rtol=1e-4, atol=1e-6)

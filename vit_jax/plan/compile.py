@@ -249,7 +249,7 @@ def plan(
         topology=topology,
         mesh=dict(mesh.shape),
         batch=config.batch,
-        accum_steps=config.accum_steps,
+        accum_steps=trainer.accum_steps,
         remat=bool(config.model.remat),
         scan_layers=bool(config.model.scan_layers),
         train=train,

@@ -26,6 +26,7 @@ from vit_jax.checkpoint import fs
 from vit_jax.cli.config_flag import flatten
 from vit_jax.errors import ConfigError, TrainingDivergedError, WorkdirError
 from vit_jax.training import divergence, metrics, resume, run_log, runtime
+from vit_jax.training.runtime import print_primary
 from vit_jax.training.train_state import CHECKPOINT_DIR, CheckpointMismatch, TrainCheckpointer
 from vit_jax.training.trainer import Trainer, evaluate
 from vit_jax.training.workdir_lock import WorkdirLock
@@ -48,6 +49,8 @@ class TrainResult:
 def check_config(config: ml_collections.ConfigDict, mesh: jax.sharding.Mesh) -> None:
     """Raises ConfigError for values that cannot work, before anything heavy starts."""
     for key in ("total_steps", "accum_steps", "batch", "batch_eval", "keep_checkpoints"):
+        if key == "accum_steps" and config[key] is None:
+            continue  # The trainer chooses (models/backend_tuning.py).
         if not isinstance(config[key], int) or config[key] < 1:
             raise ConfigError(f"config.{key} must be a positive integer, got {config[key]!r}.")
     for key in ("eval_every", "progress_every", "checkpoint_every", "warmup_steps"):
@@ -56,7 +59,7 @@ def check_config(config: ml_collections.ConfigDict, mesh: jax.sharding.Mesh) -> 
     if not isinstance(config.fewshot.every, int) or config.fewshot.every < 0:
         raise ConfigError(f"config.fewshot.every must be >= 0, got {config.fewshot.every!r}.")
     fewshot.Settings.from_config(config.fewshot).check()
-    sharding.check_batch("config.batch", config.batch, mesh, config.accum_steps)
+    sharding.check_batch("config.batch", config.batch, mesh, config.accum_steps or 1)
     sharding.check_batch("config.batch_eval", config.batch_eval, mesh)
 
 
@@ -107,12 +110,6 @@ def _diverged(step: int, problem: str, checkpoints: TrainCheckpointer) -> Traini
         f"Training diverged {problem}.{aside} {kept}. Lower config.base_lr, raise "
         "config.warmup_steps or set config.grad_norm_clip, then run again."
     )
-
-
-def print_primary(message: str) -> None:
-    """Console messages come from process 0 only."""
-    if jax.process_index() == 0:
-        print(message, flush=True)
 
 
 def restore_or_initialize(
@@ -182,6 +179,13 @@ def _train(config: ml_collections.ConfigDict, workdir: str, mesh: jax.sharding.M
     """The body of `train_and_evaluate`, holding the workdir."""
     dataset = data.open_dataset(config)  # Once: the trainer and both iterators share it.
     trainer = Trainer(config, mesh, dataset.info)
+    if config.accum_steps is None and trainer.accum_steps > 1:
+        images = config.batch // sharding.num_data_shards(mesh) // trainer.accum_steps
+        print_primary(
+            f"Each step runs {trainer.accum_steps} micro-batches of {images} images per device "
+            "(config.accum_steps unset: sized for the CPU's caches, see "
+            "vit_jax/models/backend_tuning.py)."
+        )
     train_iter = data.make_train_iterator(config, mesh, sharding.DATA_AXES, dataset=dataset)
     eval_iter = data.make_eval_iterator(config, mesh, sharding.DATA_AXES, dataset=dataset)
     fewshot_eval = fewshot.for_run(config, mesh, trainer)  # None without fewshot.datasets.

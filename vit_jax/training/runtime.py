@@ -85,3 +85,9 @@ class Preemption:
         if self._previous is not None:
             signal.signal(signal.SIGTERM, self._previous)
             self._previous = None
+
+
+def print_primary(message: str) -> None:
+    """Console messages come from process 0 only."""
+    if jax.process_index() == 0:
+        print(message, flush=True)

@@ -18,7 +18,7 @@ import numpy as np
 
 from vit_jax import checkpoint, models, sharding
 from vit_jax.models import backend_tuning
-from vit_jax.training import losses, optim
+from vit_jax.training import losses, optim, runtime
 from vit_jax.training.step import TrainState, make_eval_step, make_train_step
 
 
@@ -39,11 +39,6 @@ def model_from_config(
     ):
         fields["attention_implementation"] = backend_tuning.for_platform(platform).attention
     return models.build_model(fields, num_classes=num_classes)
-
-
-def _print_on_primary(message: str) -> None:
-    if jax.process_index() == 0:
-        print(message, flush=True)
 
 
 def pretrained_path(config: ml_collections.ConfigDict) -> str:
@@ -107,6 +102,14 @@ class Trainer:
             abstract,
             self.state_shardings,
         )
+        self.accum_steps = config.accum_steps or backend_tuning.for_platform(
+            platform
+        ).train_accum_steps(
+            images=config.batch // sharding.num_data_shards(mesh),
+            tokens_per_image=models.micro_batch.num_tokens(abstract.params),
+            mlp_dim=config.model.transformer.mlp_dim,
+            itemsize=jnp.dtype(config.model.dtype).itemsize,
+        )  # config.accum_steps unset (None): the backend's choice, for its caches.
         self.batch_sharding = batch_sharding = sharding.batch_sharding(mesh)
         microbatch_sharding = jax.sharding.NamedSharding(
             mesh, jax.sharding.PartitionSpec(None, sharding.DATA_AXES)
@@ -116,7 +119,7 @@ class Trainer:
             self.tx,
             loss_fn,
             schedule,
-            accum_steps=config.accum_steps,
+            accum_steps=self.accum_steps,
             microbatch_sharding=microbatch_sharding,
             grad_shardings=self.state_shardings.params,
         )
@@ -202,7 +205,7 @@ class Trainer:
             init_params=init_params,
             model_config=self.config.model,
             image_size=self.image_size,
-            report=_print_on_primary,  # What was loaded and changed, for the console.
+            report=runtime.print_primary,  # What was loaded and changed, for the console.
         )
         del init_params
         leaves, treedef = jax.tree.flatten(params)
