@@ -22,6 +22,7 @@ import dataclasses
 import glob
 import os
 import shutil
+import time
 from typing import Any, Protocol
 
 import jax
@@ -37,6 +38,8 @@ from vit_jax.errors import VitJaxError, WorkdirError
 ITERATOR_PREFIX = "iterator"
 CHECKPOINT_DIR = "checkpoints"  # Orbax checkpoints live in workdir/checkpoints/<step>/.
 TMP_MARKER = ".orbax-checkpoint-tmp"  # Orbax's suffix for a checkpoint still being written.
+UNFINISHED_SWEEP_QUIET_S = 0.5  # A failed save's directory is gone once none appears this long,
+UNFINISHED_SWEEP_MAX_S = 10.0  # or this long after the failure at the most.
 SPACE_MARGIN_BYTES = 64 << 10  # Beyond one checkpoint's size: Orbax's metadata and locks.
 
 
@@ -235,13 +238,25 @@ class TrainCheckpointer:
 
     def _remove_unfinished(self) -> None:
         """Deletes the temporary directory of a failed save: never a complete checkpoint."""
+        if jax.process_index() != 0 or not fs.is_local(os.fspath(self.directory)):
+            return
         # Orbax's other writer threads may still be writing into it: let them end first.
         with contextlib.suppress(Exception):  # Their failure is the one being reported.
             self._manager.wait_until_finished()
-        if jax.process_index() != 0 or not fs.is_local(os.fspath(self.directory)):
-            return
-        for path in glob.glob(os.path.join(os.fspath(self.directory), f"*{TMP_MARKER}*")):
-            shutil.rmtree(path, ignore_errors=True)
+        # TensorStore's own writes of the failed save can outlive that wait and recreate the
+        # directory (seen under load): sweep until none has appeared for a while.
+        pattern = os.path.join(os.fspath(self.directory), f"*{TMP_MARKER}*")
+        quiet_since = time.monotonic()
+        deadline = quiet_since + UNFINISHED_SWEEP_MAX_S
+        while time.monotonic() < deadline:
+            leftovers = glob.glob(pattern)
+            for path in leftovers:
+                shutil.rmtree(path, ignore_errors=True)
+            if leftovers:
+                quiet_since = time.monotonic()
+            elif time.monotonic() - quiet_since >= UNFINISHED_SWEEP_QUIET_S:
+                return
+            time.sleep(0.05)
 
     def restore(self, step: int, abstract_state: Any, iterator: ResumableIterator) -> Any:
         """The state at `step`, laid out as `abstract_state` (ShapeDtypeStructs with shardings).
