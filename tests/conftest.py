@@ -4,7 +4,6 @@ XLA reads XLA_FLAGS when the backend starts, so this must run before anything im
 """
 
 import os
-import pathlib
 
 import pytest
 
@@ -16,16 +15,14 @@ os.environ.setdefault("JAX_PLATFORMS", "cpu")
 # TensorFlow must not grab every core or any accelerator that JAX wants.
 os.environ.setdefault("CUDA_VISIBLE_DEVICES", "")
 
-_TESTS = pathlib.Path(__file__).resolve().parent
-
 
 # pytest-xdist (`-n`, on by default in pyproject.toml) runs the tests in worker processes. Its
 # scheduler below hands out whole groups: a test file, so module fixtures are built once; a
 # whole directory where conftest.py builds costly session fixtures (a trained model, the main
 # job) that each worker would otherwise build again; or one test, for the notebooks, which
-# share nothing and are the slowest. Workers order the slow tests first, so that no worker is
-# left with a long one at the end. (xdist's own `loadgroup` marks do not survive pytest 9.2's
-# node ids, hence the scheduler.)
+# share nothing and are the slowest. Workers order files with slow tests first, so that no
+# worker is left with a long one at the end. (xdist's own `loadgroup` marks do not survive
+# pytest 9.2's node ids, hence the scheduler.)
 _DIRECTORY_GROUPS = ("cli", "data", "fewshot", "infer", "training/reliability")
 _ONE_TEST_GROUPS = ("notebooks/",)
 
@@ -41,6 +38,8 @@ def _group_of(nodeid: str) -> str:
 
 @pytest.hookimpl(optionalhook=True, tryfirst=True)  # Optional: a hook of pytest-xdist.
 def pytest_xdist_make_scheduler(config: pytest.Config, log):
+    if config.getoption("dist") != "loadscope":  # Another --dist on the command line wins.
+        return None
     from xdist.scheduler import LoadScopeScheduling
 
     class GroupScheduling(LoadScopeScheduling):
@@ -53,5 +52,8 @@ def pytest_xdist_make_scheduler(config: pytest.Config, log):
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
-    if os.environ.get("PYTEST_XDIST_WORKER"):  # Alone, the file order keeps modules together.
-        items.sort(key=lambda item: item.get_closest_marker("slow") is None)  # Slow first.
+    """In workers: the files holding a slow test first, each file's tests kept together (in
+    order), so that module fixtures are built once."""
+    if os.environ.get("PYTEST_XDIST_WORKER"):
+        slow_files = {item.path for item in items if item.get_closest_marker("slow")}
+        items.sort(key=lambda item: item.path not in slow_files)  # Stable: files stay whole.
