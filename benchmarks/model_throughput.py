@@ -20,7 +20,6 @@ import optax
 
 from benchmarks import common
 from vit_jax import models
-from vit_jax.models import backend_tuning
 
 
 def random_params(model, image_size: int, seed: int = 0):
@@ -102,12 +101,11 @@ def time_trainer_step(model, params, images, labels, accum_steps: int, **timing)
 
 def default_accum_steps(model, params, batch: int) -> int:
     """The trainer's `accum_steps` when the config leaves it unset, on this process's backend
-    (one device): `models.backend_tuning`'s choice."""
-    return backend_tuning.for_default_backend().train_accum_steps(
-        images=batch,
-        tokens_per_image=models.micro_batch.num_tokens(params),
-        mlp_dim=model.transformer["mlp_dim"],
-        itemsize=jnp.dtype(model.dtype).itemsize,
+    (one device)."""
+    from vit_jax.training import step
+
+    return step.default_accum_steps(
+        jax.default_backend(), batch, params, model.transformer["mlp_dim"], model.dtype
     )
 
 

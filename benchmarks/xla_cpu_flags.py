@@ -58,9 +58,10 @@ def run_child(flags: str, args: argparse.Namespace) -> dict:
     command += ["--batch", str(args.batch), "--image_size", str(args.image_size)]
     command += ["--repeats", str(args.repeats)]
     done = subprocess.run(command, env=env, capture_output=True, text=True)
-    if done.returncode != 0:  # A flag this jaxlib rejects: reported, not fatal.
-        return {"error": (done.stderr.strip().splitlines() or ["?"])[-1][:120]}
-    return json.loads(done.stdout.strip().splitlines()[-1])
+    lines = done.stdout.strip().splitlines()
+    if done.returncode != 0 or not lines:  # E.g. a flag this jaxlib rejects: a row, not fatal.
+        return {"error": (done.stderr.strip().splitlines() or ["no output"])[-1][:120]}
+    return json.loads(lines[-1])
 
 
 def main(argv=None) -> None:

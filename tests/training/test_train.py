@@ -4,6 +4,7 @@ published-layout .npz, fine-tuning from it, and exact resumption after SIGTERM."
 from __future__ import annotations
 
 import glob
+import json
 import math
 import os
 import signal
@@ -51,8 +52,14 @@ def test_the_dataset_is_opened_once_per_run(digits_run):
 
 
 def test_digits_run_writes_metrics_checkpoints_and_npz(digits_run):
-    _, workdir, result, _ = digits_run
+    config, workdir, result, _ = digits_run
     assert result.step == 40 and not result.preempted
+    with open(os.path.join(workdir, "config.json")) as f:
+        recorded = json.load(f)
+    # Left unset, accum_steps is recorded as the trainer resolved it (a resume that splits
+    # batches differently is then listed as a config change).
+    assert config.accum_steps is None and recorded["accum_steps"] == 1
+    assert recorded["batch"] == config.batch
     assert result.eval_metrics["test_accuracy"] > 0.3  # 10 classes; 40 tiny steps.
     assert sorted(result.train_losses) == list(range(1, 41))
 

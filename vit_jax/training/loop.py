@@ -192,11 +192,15 @@ def _train(config: ml_collections.ConfigDict, workdir: str, mesh: jax.sharding.M
     checkpoints = TrainCheckpointer(
         os.path.join(os.path.abspath(workdir), CHECKPOINT_DIR), keep=config.keep_checkpoints
     )
-    state = restore_or_initialize(trainer, checkpoints, train_iter, config_changes(workdir, config))
+    # The config as run: an unset accum_steps as the trainer resolved it, so that a resume
+    # that splits the batches differently (another backend or mesh) is listed as a change.
+    as_run = config.copy_and_resolve_references()
+    as_run.accum_steps = trainer.accum_steps
+    state = restore_or_initialize(trainer, checkpoints, train_iter, config_changes(workdir, as_run))
     primary = jax.process_index() == 0
     if primary:
         with open(os.path.join(workdir, CONFIG_FILE), "w") as f:
-            f.write(config.to_json_best_effort(indent=2))
+            f.write(as_run.to_json_best_effort(indent=2))
 
     writer = metrics.create_writer(workdir, primary=primary)
     throughput = metrics.Throughput(

@@ -17,6 +17,7 @@ import jax.numpy as jnp
 import optax
 
 from vit_jax import models
+from vit_jax.models import backend_tuning
 from vit_jax.models.micro_batch import MicroBatch
 from vit_jax.training.losses import LossFn
 
@@ -43,6 +44,18 @@ def split_microbatches(x: jax.Array, accum_steps: int) -> jax.Array:
     batch = x.shape[0]
     x = x.reshape(batch // accum_steps, accum_steps, *x.shape[1:])  # [B/k, k, ...]
     return jnp.swapaxes(x, 0, 1)  # [k, B/k, ...]
+
+
+def default_accum_steps(platform: str, images: int, params: Any, mlp_dim: int, dtype: Any) -> int:
+    """`accum_steps` when the config leaves it unset: `platform`'s micro-batches
+    (`models.backend_tuning`, item 3) for `images` per device of the model `params` (or their
+    shapes) belong to, computing in `dtype`."""
+    return backend_tuning.for_platform(platform).train_accum_steps(
+        images=images,
+        tokens_per_image=models.micro_batch.num_tokens(params),
+        mlp_dim=mlp_dim,
+        itemsize=jnp.dtype(dtype).itemsize,
+    )
 
 
 def make_train_step(

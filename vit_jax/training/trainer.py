@@ -19,7 +19,12 @@ import numpy as np
 from vit_jax import checkpoint, models, sharding
 from vit_jax.models import backend_tuning
 from vit_jax.training import losses, optim, runtime
-from vit_jax.training.step import TrainState, make_eval_step, make_train_step
+from vit_jax.training.step import (
+    TrainState,
+    default_accum_steps,
+    make_eval_step,
+    make_train_step,
+)
 
 
 def model_from_config(
@@ -102,14 +107,15 @@ class Trainer:
             abstract,
             self.state_shardings,
         )
-        self.accum_steps = config.accum_steps or backend_tuning.for_platform(
-            platform
-        ).train_accum_steps(
-            images=config.batch // sharding.num_data_shards(mesh),
-            tokens_per_image=models.micro_batch.num_tokens(abstract.params),
-            mlp_dim=config.model.transformer.mlp_dim,
-            itemsize=jnp.dtype(config.model.dtype).itemsize,
-        )  # config.accum_steps unset (None): the backend's choice, for its caches.
+        self.accum_steps = config.accum_steps
+        if self.accum_steps is None:  # Unset: the backend's choice, for its caches.
+            self.accum_steps = default_accum_steps(
+                platform,
+                images=config.batch // sharding.num_data_shards(mesh),
+                params=abstract.params,
+                mlp_dim=config.model.transformer.mlp_dim,
+                dtype=config.model.dtype,
+            )
         self.batch_sharding = batch_sharding = sharding.batch_sharding(mesh)
         microbatch_sharding = jax.sharding.NamedSharding(
             mesh, jax.sharding.PartitionSpec(None, sharding.DATA_AXES)
