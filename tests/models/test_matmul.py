@@ -1,6 +1,8 @@
 """Float32-accumulating matmuls: JAX's own gradient for float32, and a backward pass whose
 matmuls all take bfloat16 operands for bfloat16 compute."""
 
+import re
+
 import jax
 import jax.extend
 import jax.numpy as jnp
@@ -93,3 +95,30 @@ def test_float32_model_keeps_forward_mode_differentiation():
     step = 1e-3
     finite = (apply(images + step * jnp.ones_like(images)) - apply(images)) / step
     np.testing.assert_allclose(tangent, finite, atol=2e-2, rtol=2e-2)
+
+
+def _float32_converts(compiled_hlo: str) -> list[str]:
+    """Instructions of a compiled program that convert something to float32."""
+    lines = compiled_hlo.splitlines()
+    return [line.strip() for line in lines if re.search(r"= f32\[.*\bconvert\(", line)]
+
+
+@pytest.mark.skipif(jax.default_backend() != "cpu", reason="checks XLA:CPU's compiled program")
+def test_bfloat16_weight_gradient_stays_bfloat16_on_cpu():
+    """XLA:CPU runs a dot whose first operand is contracted on its leading axis (the weight
+    gradient `ti,to->io`) with both operands converted to float32, at half the speed; the
+    backward pass is written so that it does not (see `_backward_einsum`)."""
+    x = _random((2, 40, 32), 0).astype(jnp.bfloat16)  # [B, N, I]
+    kernel = _random((32, 48), 1).astype(jnp.bfloat16)  # [I, O]
+    weights = _random((2, 40, 48), 2)
+
+    def loss(x, kernel):
+        return jnp.sum(matmul_f32(x, kernel) * weights)
+
+    compiled = jax.jit(jax.grad(loss, (0, 1))).lower(x, kernel).compile().as_text()
+    assert compiled.count(" dot(") == 2
+    assert _float32_converts(compiled) == []
+    # The same dot written plainly is converted: the check above can see the problem.
+    plain = jax.jit(lambda a, g: jnp.einsum("ti,to->io", a, g, preferred_element_type=jnp.float32))
+    plain_hlo = plain.lower(x.reshape(-1, 32), weights.reshape(-1, 48).astype(jnp.bfloat16))
+    assert len(_float32_converts(plain_hlo.compile().as_text())) == 2
