@@ -13,7 +13,6 @@ Intermediates come from the same model on request:
 
 from __future__ import annotations
 
-import functools
 from collections.abc import Mapping
 from typing import Any, Literal, get_args
 
@@ -25,6 +24,7 @@ from vit_jax.errors import ConfigError
 from vit_jax.models.attention import Implementation
 from vit_jax.models.encoder import NUMBERED_BLOCK, STACKED_BLOCK, Encoder
 from vit_jax.models.matmul import dot_general_f32
+from vit_jax.models.patch_embedding import PatchEmbedding
 from vit_jax.models.resnet import resnet_stem
 
 Dtype = Any
@@ -75,15 +75,8 @@ class VisionTransformer(nn.Module):
                 x, tuple(self.resnet["num_layers"]), self.resnet["width_factor"], self.dtype
             )  # [B, H/s, W/s, C]
         patch = tuple(self.patches["size"])
-        x = nn.Conv(
-            features=self.hidden_size,
-            kernel_size=patch,
-            strides=patch,
-            padding="VALID",
-            dtype=self.dtype,
-            conv_general_dilated=_conv_f32,
-            name="embedding",
-        )(x).astype(self.dtype)  # [B, gh, gw, D]
+        x = PatchEmbedding(self.hidden_size, patch, dtype=self.dtype, name="embedding")(x)
+        x = x.astype(self.dtype)  # [B, gh, gw, D]
         batch, grid_h, grid_w, width = x.shape
         x = jnp.reshape(x, (batch, grid_h * grid_w, width))  # [B, gh*gw, D]
 
@@ -149,9 +142,6 @@ class VisionTransformer(nn.Module):
         x = self.forward_features(inputs, train=train)
         return self.forward_head(self.pool(x))
 
-
-# The patch embedding accumulates in float32 also for bfloat16 compute (see dot_general_f32).
-_conv_f32 = functools.partial(jax.lax.conv_general_dilated, preferred_element_type=jnp.float32)
 
 _ENCODER_FIELDS = ("num_layers", "mlp_dim", "num_heads", "dropout_rate", "attention_dropout_rate")
 
