@@ -37,13 +37,12 @@ TPU (RESULTS.md, "GPU": no GPU was lent), so those get JAX's own defaults.
    `jax.grad`, but there the batch is split by accumulating the gradients of micro-batches
    (one forward and backward pass each), not by a loop inside the model.
    CPU: the fewest micro-batches for which one layer's widest activation, the MLP's hidden
-   layer (images x tokens x mlp_dim x bytes of the compute dtype, per device), stays within
-   `TRAIN_ACTIVATION_BYTES` = 20 MiB: ViT-B/16 at 224 px in float32 trains in micro-batches
-   of 8 images (19.4 MB; 16 in bfloat16); the digits model (17 tokens, width 128) never
-   splits. Measured: the trainer's ViT-B/16 step at batch 32 ran 1.13x faster as 4
-   micro-batches of 8 than as one (1.50 against 1.33 img/s, "Training at batch 32"); at
-   these defaults batch 32 ran within 3% of batch 8 per image (1.44 against 1.48 img/s,
-   "Training at the trainer's defaults"), where one piece was 21% slower.
+   layer (images x tokens x mlp_dim x 4 bytes per device: the layer's matmul returns float32
+   also for bfloat16 compute), stays within `TRAIN_ACTIVATION_BYTES` = 20 MiB: ViT-B/16 at
+   224 px trains in micro-batches of 8 images (19.4 MB), in float32 and in bfloat16; the
+   digits model (17 tokens, width 128) never splits. Measured at batch 32 (RESULTS.md,
+   "Training at the trainer's defaults"): float32 1.65 img/s in 4 micro-batches against 1.46
+   in 2 (1.68 in 8); bfloat16 2.76 in 4 against 2.41 in 2; one piece was slower still.
    TPU and GPU: whole batches (one micro-batch).
 """
 
