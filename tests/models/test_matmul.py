@@ -115,10 +115,18 @@ def test_bfloat16_weight_gradient_stays_bfloat16_on_cpu():
     def loss(x, kernel):
         return jnp.sum(matmul_f32(x, kernel) * weights)
 
+    def converts(spec, a, b):
+        dot = jax.jit(lambda a, b: jnp.einsum(spec, a, b, preferred_element_type=jnp.float32))
+        return _float32_converts(dot.lower(a, b).compile().as_text())
+
+    flat_x, flat_g = x.reshape(-1, 32), weights.reshape(-1, 48).astype(jnp.bfloat16)
+    if converts("ti,io->to", flat_x, kernel):
+        pytest.skip("this CPU has no bfloat16 matmul path in XLA: every bfloat16 dot converts")
+    if not converts("ti,to->io", flat_x, flat_g):
+        pytest.skip(
+            "XLA:CPU no longer converts a plain weight-gradient dot: the unit axis of "
+            "_backward_einsum can go"
+        )
     compiled = jax.jit(jax.grad(loss, (0, 1))).lower(x, kernel).compile().as_text()
     assert compiled.count(" dot(") == 2
     assert _float32_converts(compiled) == []
-    # The same dot written plainly is converted: the check above can see the problem.
-    plain = jax.jit(lambda a, g: jnp.einsum("ti,to->io", a, g, preferred_element_type=jnp.float32))
-    plain_hlo = plain.lower(x.reshape(-1, 32), weights.reshape(-1, 48).astype(jnp.bfloat16))
-    assert len(_float32_converts(plain_hlo.compile().as_text())) == 2

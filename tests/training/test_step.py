@@ -6,6 +6,7 @@ from __future__ import annotations
 import dataclasses
 
 import jax
+import jax.numpy as jnp
 import numpy as np
 import optax
 import pytest
@@ -13,6 +14,7 @@ import pytest
 from tests.training import synthetic
 from vit_jax import models, sharding
 from vit_jax.models import backend_tuning
+from vit_jax.training import step
 from vit_jax.training.trainer import Trainer
 
 NUM_STEPS = 3
@@ -109,3 +111,15 @@ def test_bfloat16_compute_with_remat_and_adamw(config):
     assert all(leaf.dtype == np.float32 for leaf in jax.tree.leaves(state.params))
     mu = optax.tree_utils.tree_get(state.opt_state, "mu")
     assert all(leaf.dtype == jax.numpy.bfloat16 for leaf in jax.tree.leaves(mu))
+
+
+@pytest.mark.parametrize("dtype", ["float32", "bfloat16"])
+def test_trainer_default_for_vit_b16_counts_the_float32_mlp_activation(dtype):
+    """Item 3: the MLP activation is float32 whatever the compute dtype, so ViT-B/16 at 224 px
+    trains in micro-batches of 8 images in float32 and bfloat16 alike (4 at batch 32)."""
+    model = models.get_model("ViT-B_16", num_classes=1000)
+    images = jax.ShapeDtypeStruct((1, 224, 224, 3), jnp.float32)
+    params = jax.eval_shape(lambda x: model.init(jax.random.key(0), x)["params"], images)
+    mlp_dim = model.transformer["mlp_dim"]
+    assert step.default_accum_steps("cpu", 32, params, mlp_dim, dtype) == 4
+    assert step.default_accum_steps("tpu", 32, params, mlp_dim, dtype) == 1

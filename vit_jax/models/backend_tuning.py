@@ -41,8 +41,9 @@ TPU (RESULTS.md, "GPU": no GPU was lent), so those get JAX's own defaults.
    also for bfloat16 compute), stays within `TRAIN_ACTIVATION_BYTES` = 20 MiB: ViT-B/16 at
    224 px trains in micro-batches of 8 images (19.4 MB), in float32 and in bfloat16; the
    digits model (17 tokens, width 128) never splits. Measured at batch 32 (RESULTS.md,
-   "Training at the trainer's defaults"): float32 1.65 img/s in 4 micro-batches against 1.46
-   in 2 (1.68 in 8); bfloat16 2.76 in 4 against 2.41 in 2; one piece was slower still.
+   "Three XLA:CPU slow paths removed"): float32 1.65 img/s in 4 micro-batches against 1.46
+   in 2 (1.68 in 8); bfloat16 2.73-2.79 in 4 against 2.41-2.43 in 2; one piece was slower
+   still (1.22 and 2.07).
    TPU and GPU: whole batches (one micro-batch).
 """
 

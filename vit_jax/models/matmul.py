@@ -62,7 +62,10 @@ def _backward_einsum(first_spec, first, second_spec, second, out_spec) -> jax.Ar
     the dot. A dot with two contracted axes, though, is rewritten with a materialised
     transpose of its operands, after which the fast path takes it. So where the first
     operand's contracted axes do not come last, both operands get a leading unit axis that
-    is contracted too; this changes no value.
+    is contracted too; this changes no value. It also applies to the attention core's key and
+    value gradients (alone, at ViT-B/16 batch-8 shapes, the bfloat16 value gradient took 5.7
+    against 7.6 ms) and on every backend; on GPU and TPU, not measured, it costs at most a
+    transposed copy of one operand.
     """
     contracted = [index for index in first_spec if index not in out_spec]
     trailing = first_spec[len(first_spec) - len(contracted) :]
