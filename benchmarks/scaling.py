@@ -20,7 +20,7 @@ import jax.numpy as jnp
 from benchmarks import common
 from benchmarks.model_throughput import forward_fn, parse_micro_batch, random_params
 from vit_jax import models
-from vit_jax.models.attention import explicit_attention
+from vit_jax.models.packed_attention import explicit_attention
 
 
 def attention_core_seconds(batch: int, tokens: int, heads: int, head_dim: int, dtype, repeats):

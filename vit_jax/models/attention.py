@@ -14,7 +14,9 @@ The attention core (`implementation`): "auto" (default) takes the default backen
 `vit_jax.models.backend_tuning` (the explicit softmax attention below on CPU, measured faster
 there; `jax.nn.dot_product_attention`, left to JAX, on GPU and TPU). "xla" and "cudnn" force
 `dot_product_attention` with that implementation; "explicit" forces the explicit path. All
-give the same outputs within float tolerance (tested).
+give the same outputs within float tolerance (tested). The explicit path takes the packed
+q, k, v (`vit_jax.models.packed_attention`, whose bfloat16 gradient is hand-written for
+speed) unless the weights are needed: attention-weight dropout or `intermediates`.
 """
 
 from __future__ import annotations
@@ -28,32 +30,11 @@ import numpy as np
 
 from vit_jax.models import backend_tuning
 from vit_jax.models.matmul import einsum_f32, matmul_f32
+from vit_jax.models.packed_attention import explicit_attention, packed_attention
 
 Dtype = Any
 Implementation = Literal["auto", "xla", "cudnn", "explicit"]
 IMPLEMENTATIONS = ("auto", "xla", "cudnn", "explicit")
-
-
-def explicit_attention(
-    query: jax.Array, key: jax.Array, value: jax.Array, *, scale: float | None = None
-) -> tuple[jax.Array, jax.Array]:
-    """Softmax attention that also returns the weights.
-
-    Shapes: q, k, v [B, N, H, K] -> attended [B, N, H, K], weights [B, H, N, N]. `scale`
-    defaults to `1 / sqrt(K)`; pass 1.0 when the query is already scaled.
-    """
-    if scale is None:
-        scale = 1.0 / np.sqrt(query.shape[-1])
-    # Heads next to batch first: XLA:CPU then runs both matmuls on contiguous [N, K] tiles
-    # (3-4x faster than letting it pick the layouts of the einsums over [B, N, H, K]).
-    query, key, value = (jnp.swapaxes(t, 1, 2) for t in (query, key, value))  # [B, H, N, K]
-    logits = einsum_f32("bhqk,bhsk->bhqs", query, key)
-    if scale != 1.0:
-        logits = logits * jnp.float32(scale)
-    # Softmax in float32 even for bfloat16 compute, as the fused kernels do.
-    weights = jax.nn.softmax(logits, axis=-1).astype(query.dtype)  # [B, H, N, N]
-    attended = einsum_f32("bhqs,bhsk->bhqk", weights, value)
-    return jnp.swapaxes(attended.astype(query.dtype), 1, 2), weights  # [B, N, H, K]
 
 
 def _flat_xavier_uniform(num_in_axes: int):
@@ -137,7 +118,7 @@ class SelfAttention(nn.Module):
             self.implementation == "auto"
             and backend_tuning.for_default_backend().attention == "explicit"
         ):
-            attended, _ = explicit_attention(query, key, value, scale=1.0)  # [B, N, H, K]
+            attended = packed_attention(qkv)  # [B, N, H, K]
         else:
             attended = jax.nn.dot_product_attention(
                 query,

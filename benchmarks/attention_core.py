@@ -1,0 +1,106 @@
+"""The attention core's forward and backward pass: the packed attention (hand-written bfloat16
+gradient) against JAX's gradient of the explicit attention, and PyTorch's SDPA, in one run.
+
+    python -m benchmarks.attention_core [--batch 8] [--tokens 197] [--heads 12]
+        [--head_dim 64] [--dtypes bfloat16 float32] [--repeats 11] [--json]
+
+Input: one packed `qkv [B, N, 3, H, K]` as the self-attention's input matmul makes it; output
+`[B, N, H, K]`; the time of the gradient with respect to `qkv` (forward included). Defaults
+are ViT-B/16 shapes at batch 8. "explicit" is `explicit_attention` on the three slices of
+`qkv` under `jax.vjp` (what the model ran before `models.packed_attention`); "packed" is
+`packed_attention`, which is that same function for float32. torch: SDPA on [B, H, N, K]
+tensors (skipped without the `torch` extra). Each variant is timed twice, interleaved, and
+the faster median is kept.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import time
+
+import jax
+import numpy as np
+
+from benchmarks import common
+from vit_jax.models.packed_attention import explicit_attention, packed_attention
+
+
+def _explicit(qkv):
+    return explicit_attention(qkv[:, :, 0], qkv[:, :, 1], qkv[:, :, 2], scale=1.0)[0]
+
+
+def _gradient_fn(core, cotangent):
+    return jax.jit(lambda qkv: jax.vjp(core, qkv)[1](cotangent)[0])
+
+
+def _torch_seconds(shape, dtype: str, repeats: int) -> float | None:
+    try:
+        import torch
+    except ImportError:
+        return None
+    torch.set_num_threads(os.cpu_count() or 1)
+    batch, tokens, _, heads, head_dim = shape
+    torch_dtype = getattr(torch, dtype)
+    q, k, v = (
+        torch.randn(batch, heads, tokens, head_dim, dtype=torch_dtype, requires_grad=True)
+        for _ in range(3)
+    )
+    cotangent = torch.randn(batch, heads, tokens, head_dim, dtype=torch_dtype)
+
+    def step():
+        torch.nn.functional.scaled_dot_product_attention(q, k, v).backward(cotangent)
+
+    for _ in range(2):
+        step()
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        step()
+        times.append(time.perf_counter() - start)
+    return float(np.median(times))
+
+
+def measure(shape, dtype: str, repeats: int) -> dict:
+    key_qkv, key_cot = jax.random.split(jax.random.key(0))
+    qkv = jax.random.normal(key_qkv, shape).astype(dtype)  # [B, N, 3, H, K]
+    cotangent = jax.random.normal(key_cot, shape[:2] + shape[3:]).astype(dtype)
+    variants = {
+        "explicit": _gradient_fn(_explicit, cotangent),
+        "packed": _gradient_fn(packed_attention, cotangent),
+    }
+    want, got = (np.asarray(fn(qkv), np.float32) for fn in variants.values())
+    seconds = {name: float("inf") for name in variants}
+    for _ in range(2):
+        for name, fn in variants.items():
+            median = common.time_call(lambda fn=fn: fn(qkv), repeats=repeats)
+            seconds[name] = min(seconds[name], median)
+    torch_s = _torch_seconds(shape, dtype, repeats)
+    return {
+        "dtype": dtype,
+        "explicit_ms": 1e3 * seconds["explicit"],
+        "packed_ms": 1e3 * seconds["packed"],
+        "packed_speedup": seconds["explicit"] / seconds["packed"],
+        "torch_sdpa_ms": None if torch_s is None else 1e3 * torch_s,
+        "packed_vs_torch": None if torch_s is None else torch_s / seconds["packed"],
+        "max_rel_diff": float(np.abs(got - want).max() / np.abs(want).max()),
+    }
+
+
+def main(argv=None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--batch", type=int, default=8)
+    parser.add_argument("--tokens", type=int, default=197)
+    parser.add_argument("--heads", type=int, default=12)
+    parser.add_argument("--head_dim", type=int, default=64)
+    parser.add_argument("--dtypes", nargs="+", default=["bfloat16", "float32"])
+    parser.add_argument("--repeats", type=int, default=11)
+    parser.add_argument("--json", action="store_true")
+    args = parser.parse_args(argv)
+    shape = (args.batch, args.tokens, 3, args.heads, args.head_dim)
+    rows = [measure(shape, dtype, args.repeats) for dtype in args.dtypes]
+    common.report(rows, as_json=args.json, header={"qkv_shape": list(shape)})
+
+
+if __name__ == "__main__":
+    main()

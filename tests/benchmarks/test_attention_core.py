@@ -1,0 +1,25 @@
+"""benchmarks/attention_core.py: one row per dtype, its ratios' arithmetic, and the two JAX
+paths' gradients agreeing (not the speed)."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from benchmarks import attention_core
+
+
+def test_rows_ratios_and_agreement(capsys):
+    args = ["--batch", "1", "--tokens", "5", "--heads", "2", "--head_dim", "4"]
+    attention_core.main([*args, "--repeats", "1", "--json"])
+    report = json.loads(capsys.readouterr().out)
+    assert report["qkv_shape"] == [1, 5, 3, 2, 4]
+    rows = {row["dtype"]: row for row in report["rows"]}
+    assert set(rows) == {"bfloat16", "float32"}
+    for row in rows.values():
+        assert row["packed_speedup"] == pytest.approx(row["explicit_ms"] / row["packed_ms"])
+        if row["torch_sdpa_ms"] is not None:
+            assert row["packed_vs_torch"] == pytest.approx(row["torch_sdpa_ms"] / row["packed_ms"])
+    assert rows["float32"]["max_rel_diff"] == 0.0  # The same function for float32.
+    assert 0.0 < rows["bfloat16"]["max_rel_diff"] < 0.05
