@@ -20,16 +20,15 @@ import jax.numpy as jnp
 from benchmarks import common
 from benchmarks.model_throughput import forward_fn, parse_micro_batch, random_params
 from vit_jax import models
-from vit_jax.models.packed_attention import explicit_attention
+from vit_jax.models.attention_core import packed_attention
 
 
 def attention_core_seconds(batch: int, tokens: int, heads: int, head_dim: int, dtype, repeats):
-    keys = jax.random.split(jax.random.key(3), 3)
-    shape = (batch, tokens, heads, head_dim)  # [B, N, H, K]
-    q, k, v = (jax.random.normal(key, shape).astype(dtype) for key in keys)
-    core = jax.jit(lambda q, k, v: explicit_attention(q, k, v)[0])
-    flops = common.compiled_flops(core, q, k, v)
-    return common.time_call(lambda: core(q, k, v), repeats=repeats), flops
+    """The model's own core (`packed_attention`) on a packed qkv `[B, N, 3, H, K]`."""
+    qkv = jax.random.normal(jax.random.key(3), (batch, tokens, 3, heads, head_dim)).astype(dtype)
+    core = jax.jit(packed_attention)
+    flops = common.compiled_flops(core, qkv)
+    return common.time_call(lambda: core(qkv), repeats=repeats), flops
 
 
 def measure(

@@ -11,12 +11,13 @@ accumulate in float32 (`preferred_element_type`) and the softmax runs in float32
 bfloat16 compute; their backward passes run in the compute dtype (`vit_jax.models.matmul`).
 
 The attention core (`implementation`): "auto" (default) takes the default backend's choice in
-`vit_jax.models.backend_tuning` (the explicit softmax attention below on CPU, measured faster
-there; `jax.nn.dot_product_attention`, left to JAX, on GPU and TPU). "xla" and "cudnn" force
-`dot_product_attention` with that implementation; "explicit" forces the explicit path. All
-give the same outputs within float tolerance (tested). The explicit path takes the packed
-q, k, v (`vit_jax.models.packed_attention`, whose bfloat16 gradient is hand-written for
-speed) unless the weights are needed: attention-weight dropout or `intermediates`.
+`vit_jax.models.backend_tuning` (the explicit softmax attention of
+`vit_jax.models.attention_core` on CPU, measured faster there; `jax.nn.dot_product_attention`,
+left to JAX, on GPU and TPU). "xla" and "cudnn" force `dot_product_attention` with that
+implementation; "explicit" forces the explicit path. All give the same outputs within float
+tolerance (tested). The explicit path runs `attention_core.packed_attention` on the packed
+q, k, v (its bfloat16 gradient is hand-written for speed) unless the weights are needed:
+attention-weight dropout or `intermediates`.
 """
 
 from __future__ import annotations
@@ -29,8 +30,8 @@ import jax.numpy as jnp
 import numpy as np
 
 from vit_jax.models import backend_tuning
+from vit_jax.models.attention_core import explicit_attention, packed_attention
 from vit_jax.models.matmul import einsum_f32, matmul_f32
-from vit_jax.models.packed_attention import explicit_attention, packed_attention
 
 Dtype = Any
 Implementation = Literal["auto", "xla", "cudnn", "explicit"]

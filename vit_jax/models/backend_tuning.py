@@ -15,7 +15,7 @@ TPU (RESULTS.md, "GPU": no GPU was lent), so those get JAX's own defaults.
    CPU: "explicit", a softmax attention with q, k and v laid out [B, H, N, K]. On ViT-B/16
    shapes at batch 8, the attention core alone took 14 ms, against 20 ms for
    `jax.nn.dot_product_attention` (XLA path) and 58 ms for einsums over [B, N, H, K]. Its
-   bfloat16 gradient is hand-written (`models.packed_attention`: 2.2x faster than JAX's).
+   bfloat16 gradient is hand-written (`models.attention_core`: 2.2x faster than JAX's).
    TPU and GPU: `jax.nn.dot_product_attention`. In a process whose default backend is that
    accelerator the model passes `implementation=None` (JAX's pick, which in jax 0.10.2 is
    its XLA path); when the trainer compiles for it from another host (`python -m

@@ -7,8 +7,8 @@ cotangent with a bfloat16 operand, which promotes both to float32 and runs every
 matmul at float32 speed (bfloat16 training was only 1.08x float32 on CPU). Here the cotangent
 is cast to the operands' dtype first, as in ordinary bfloat16 training, and the backward
 matmuls accumulate in float32 too. They are also written so that XLA:CPU keeps them in
-bfloat16 (`_backward_einsum`): the weight gradients ran in float32 before, and the bfloat16
-training step was 1.31x slower for it (ViT-B/16, batch 8).
+bfloat16 (`einsum_f32_materialised`): the weight gradients ran in float32 before, and the
+bfloat16 training step was 1.31x slower for it (ViT-B/16, batch 8).
 
 Float32 operands take the plain `jnp.einsum` (JAX's own gradient, which is already all
 float32, and forward-mode differentiation keeps working); only other dtypes take the custom
@@ -52,30 +52,35 @@ def _einsum_f32_fwd(spec, lhs, rhs):
     return _einsum_f32_low_precision_backward(spec, lhs, rhs), (lhs, rhs)
 
 
-def _backward_einsum(first_spec, first, second_spec, second, out_spec) -> jax.Array:
-    """One transposed einsum of the backward pass, accumulated in float32.
+def einsum_f32_materialised(spec: str, lhs: jax.Array, rhs: jax.Array) -> jax.Array:
+    """`jnp.einsum(spec, lhs, rhs)` accumulated in float32, with both operands given a leading
+    unit axis that is contracted too; this changes no value.
 
-    XLA:CPU's fast low-precision matmul (YNNPACK) takes only operands whose contracted axes
-    come last in the first operand; any other dot it runs in float32, converting both
-    operands (a weight gradient `ti,to->io` ran at 185 against 400 GFLOP/s in bfloat16). A
-    transposed operand written out in the program does not help: XLA folds the transpose into
-    the dot. A dot with two contracted axes, though, is rewritten with a materialised
-    transpose of its operands, after which the fast path takes it. So where the first
-    operand's contracted axes do not come last, both operands get a leading unit axis that
-    is contracted too; this changes no value. It also applies to the attention core's key and
-    value gradients (alone, at ViT-B/16 batch-8 shapes, the bfloat16 value gradient took 5.7
-    against 7.6 ms) and on every backend; on GPU and TPU, not measured, it costs at most a
-    transposed copy of one operand.
+    Why: XLA:CPU's fast low-precision matmul (YNNPACK) takes a dot only in its canonical form
+    (batch axes first, the first operand contracted on its last axes). A bfloat16 dot in any
+    other form, including one whose operand is a transpose that XLA folds into the dot's
+    dimensions, runs in float32 on converted operands: a weight gradient `ti,to->io` ran at 185
+    against 400 GFLOP/s, and four of the six attention matmuls of a layer ran so. A transpose
+    written out in the program does not help (it is folded), nor does an
+    `optimization_barrier`. A dot with two contracted axes, though, is rewritten with
+    materialised operands, after which the fast path takes it. On GPU and TPU (not measured)
+    it costs at most a transposed copy of an operand.
     """
+    lhs_spec, rest = spec.replace(" ", "").split(",")
+    unit = next(c for c in "zyxwvutsrqponmlkjihgfedcba" if c not in spec)
+    spec = f"{unit}{lhs_spec},{unit}{rest}"
+    return jnp.einsum(spec, lhs[None], rhs[None], preferred_element_type=jnp.float32)
+
+
+def _backward_einsum(first_spec, first, second_spec, second, out_spec) -> jax.Array:
+    """One transposed einsum of the backward pass, accumulated in float32; materialised
+    (`einsum_f32_materialised`) where the first operand's contracted axes do not come last."""
+    spec = f"{first_spec},{second_spec}->{out_spec}"
     contracted = [index for index in first_spec if index not in out_spec]
     trailing = first_spec[len(first_spec) - len(contracted) :]
     if contracted and sorted(contracted) != sorted(trailing):
-        unit = next(c for c in "zyxwvutsrqponmlkjihgfedcba" if c not in first_spec + second_spec)
-        first_spec, second_spec = unit + first_spec, unit + second_spec
-        first, second = first[None], second[None]
-    return jnp.einsum(
-        f"{first_spec},{second_spec}->{out_spec}", first, second, preferred_element_type=jnp.float32
-    )
+        return einsum_f32_materialised(spec, first, second)
+    return jnp.einsum(spec, first, second, preferred_element_type=jnp.float32)
 
 
 def _einsum_f32_bwd(spec, residuals, cotangent):

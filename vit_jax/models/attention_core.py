@@ -1,0 +1,103 @@
+"""The softmax attention cores of `models.attention`, over [B, N, H, K] heads.
+
+`explicit_attention(q, k, v)` returns the attended values and the weights (for dropout on the
+weights and for `intermediates`). `packed_attention(qkv)` takes the query, key and value
+projections as one `[B, N, 3, H, K]` array, as the self-attention's single input matmul makes
+them, and returns `[B, N, H, K]`: the same values as `explicit_attention` on the three slices.
+For float32 it *is* that function (JAX's own gradient; forward-mode differentiation keeps
+working). For narrower dtypes (bfloat16, float16) it has a hand-written VJP, because JAX's
+gradient of the explicit attention ran slowly on XLA:CPU in three ways:
+
+- The q, k and v slices each reach the gradient as a zero-padded copy of the packed array, and
+  XLA summed the three in one transposing loop with four conversions per element; here the
+  three gradients are stacked.
+- Four of the six attention matmuls ran in float32: XLA folds the [B, N, H, K] -> [B, H, N, K]
+  transpose of an operand into a bfloat16 dot and then converts it. Here every dot is
+  `matmul.einsum_f32_materialised`, which keeps them in bfloat16 (tested on the compiled HLO).
+- The softmax gradient reduced over the [N, N] weights; here it uses the identity
+  `sum_j W_ij dP_ij = sum_k dO_ik O_ik`, a reduction over the [N, K] output instead.
+
+At ViT-B/16 shapes, batch 8, bfloat16, the core's forward and backward pass is 2.2x faster
+than JAX's gradient and the trainer step 1.06x (benchmarks/RESULTS.md, "Packed attention";
+`python -m benchmarks.attention_core`). For float32 the same VJP was slower, with or without
+the unit axes, so float32 keeps JAX's gradient.
+
+The softmax runs in float32 and the matmuls accumulate in float32, as in the explicit path;
+the backward multiplies in the compute dtype, as `matmul.einsum_f32` does.
+"""
+
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from vit_jax.models.matmul import einsum_f32, einsum_f32_materialised
+
+
+def _swap_heads_and_tokens(x: jax.Array) -> jax.Array:
+    return jnp.swapaxes(x, 1, 2)  # [B, N, H, ...] <-> [B, H, N, ...]
+
+
+def explicit_attention(
+    query: jax.Array, key: jax.Array, value: jax.Array, *, scale: float | None = None
+) -> tuple[jax.Array, jax.Array]:
+    """Softmax attention that also returns the weights.
+
+    Shapes: q, k, v [B, N, H, K] -> attended [B, N, H, K], weights [B, H, N, N]. `scale`
+    defaults to `1 / sqrt(K)`; pass 1.0 when the query is already scaled.
+    """
+    if scale is None:
+        scale = 1.0 / np.sqrt(query.shape[-1])
+    # Heads next to batch first: XLA:CPU then runs both matmuls on contiguous [N, K] tiles
+    # (3-4x faster than letting it pick the layouts of the einsums over [B, N, H, K]).
+    query, key, value = (_swap_heads_and_tokens(t) for t in (query, key, value))  # [B, H, N, K]
+    logits = einsum_f32("bhqk,bhsk->bhqs", query, key)
+    if scale != 1.0:
+        logits = logits * jnp.float32(scale)
+    # Softmax in float32 even for bfloat16 compute, as the fused kernels do.
+    weights = jax.nn.softmax(logits, axis=-1).astype(query.dtype)  # [B, H, N, N]
+    attended = einsum_f32("bhqs,bhsk->bhqk", weights, value)
+    return _swap_heads_and_tokens(attended.astype(query.dtype)), weights  # [B, N, H, K]
+
+
+def packed_attention(qkv: jax.Array) -> jax.Array:
+    """Softmax attention of `qkv [B, N, 3, H, K]` (query already scaled) -> `[B, N, H, K]`."""
+    if jnp.finfo(qkv.dtype).bits >= 32:
+        return explicit_attention(qkv[:, :, 0], qkv[:, :, 1], qkv[:, :, 2], scale=1.0)[0]
+    return _low_precision_attention(qkv)
+
+
+@jax.custom_vjp
+def _low_precision_attention(qkv: jax.Array) -> jax.Array:
+    return _forward(qkv)[0]
+
+
+def _forward(qkv):
+    query, key, value = jnp.transpose(qkv, (2, 0, 3, 1, 4))  # [B, H, N, K] each
+    logits = einsum_f32_materialised("bhqk,bhsk->bhqs", query, key)  # [B, H, N, N]
+    weights = jax.nn.softmax(logits, axis=-1).astype(qkv.dtype)
+    attended = einsum_f32_materialised("bhqs,bhsk->bhqk", weights, value).astype(qkv.dtype)
+    attended = _swap_heads_and_tokens(attended)  # [B, N, H, K]
+    return attended, (query, key, value, weights, attended)
+
+
+def _backward(residuals, d_attended):
+    query, key, value, weights, attended = residuals  # d_attended: [B, N, H, K]
+    dtype = weights.dtype
+    # Softmax gradient: dS = W * (dP - rowsum(W * dP)), and rowsum(W * dP) = rowsum(dO * O).
+    # O here is the rounded output; the error that adds is that of the bfloat16 rounding of dP
+    # in JAX's own gradient (tested against float32).
+    row_sums = jnp.sum(d_attended.astype(jnp.float32) * attended.astype(jnp.float32), axis=-1)
+    row_sums = _swap_heads_and_tokens(row_sums)[..., None]  # [B, H, N, 1]
+    d_out = _swap_heads_and_tokens(d_attended)  # [B, H, N, K]
+    d_weights = einsum_f32_materialised("bhqk,bhsk->bhqs", d_out, value)  # [B, H, N, N]
+    d_logits = (weights * (d_weights - row_sums)).astype(dtype)  # [B, H, N, N]
+    d_query = einsum_f32_materialised("bhqs,bhsk->bhqk", d_logits, key)  # [B, H, N, K]
+    d_key = einsum_f32_materialised("bhqs,bhqk->bhsk", d_logits, query)  # [B, H, N, K]
+    d_value = einsum_f32_materialised("bhqs,bhqk->bhsk", weights, d_out)  # [B, H, N, K]
+    grads = [_swap_heads_and_tokens(d.astype(dtype)) for d in (d_query, d_key, d_value)]
+    return (jnp.stack(grads, axis=2),)  # [B, N, 3, H, K]
+
+
+_low_precision_attention.defvjp(_forward, _backward)
