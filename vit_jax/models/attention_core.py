@@ -86,8 +86,9 @@ def _backward(residuals, d_attended):
     query, key, value, weights, attended = residuals  # d_attended: [B, N, H, K]
     dtype = weights.dtype
     # Softmax gradient: dS = W * (dP - rowsum(W * dP)), and rowsum(W * dP) = rowsum(dO * O).
-    # O here is the rounded output; the error that adds is that of the bfloat16 rounding of dP
-    # in JAX's own gradient (tested against float32).
+    # O is the output rounded to the compute dtype: that adds an error of the size of one
+    # bfloat16 rounding, as JAX's own gradient has from rounding dP (both tested against
+    # float32 in tests/models/test_attention_core.py).
     row_sums = jnp.sum(d_attended.astype(jnp.float32) * attended.astype(jnp.float32), axis=-1)
     row_sums = _swap_heads_and_tokens(row_sums)[..., None]  # [B, H, N, 1]
     d_out = _swap_heads_and_tokens(d_attended)  # [B, H, N, K]
