@@ -57,6 +57,27 @@ def test_fused_and_explicit_attention_agree():
     np.testing.assert_allclose(np.asarray(fused), np.asarray(explicit), atol=1e-6)
 
 
+@pytest.mark.parametrize("remat", [False, True])
+def test_class_token_classifier_skips_the_last_blocks_other_tokens(remat):
+    """The 'token' classifier runs the last block for the class token alone: the logits and
+    gradients of the full computation (taken when intermediates are requested) for less work."""
+    model, size = tiny.build("token", remat=remat)
+    params = tiny.random_params(model, size)
+    images = tiny.random_images(size)
+    full_apply = lambda p: model.apply({"params": p}, images, mutable=["intermediates"])[0]
+    short_apply = lambda p: model.apply({"params": p}, images)
+    np.testing.assert_allclose(short_apply(params), full_apply(params), atol=1e-6)
+    loss = lambda apply: lambda p: jnp.sum(jnp.sin(apply(p)))
+    for a, b in zip(
+        jax.tree.leaves(jax.grad(loss(short_apply))(params)),
+        jax.tree.leaves(jax.grad(loss(full_apply))(params)),
+    ):
+        np.testing.assert_allclose(np.asarray(a), np.asarray(b), atol=1e-6, rtol=1e-5)
+    flops = lambda apply: jax.jit(apply).lower(params).compile().cost_analysis()["flops"]
+    # Two layers, 17 tokens: the last block's attention and MLP shrink to one token.
+    assert flops(short_apply) < 0.75 * flops(full_apply)
+
+
 def test_numpy_reference_uses_tf_same_padding():
     """Sanity of the reference itself: SAME puts the odd padding at the end, as TF does."""
     assert numpy_vit.tf_same_pads(32, 7, 2) == (2, 3)

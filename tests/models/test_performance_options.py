@@ -142,6 +142,22 @@ def test_attention_implementations_agree(dtype):
     np.testing.assert_allclose(outputs["auto"], outputs["explicit"], atol=atol)
 
 
+@pytest.mark.parametrize("dtype", [jnp.float32, jnp.bfloat16])
+def test_attention_of_the_first_queries_is_the_first_rows(dtype):
+    """`num_queries=Q`: the first Q rows of the full attention's output, in every core."""
+    x = _inputs().astype(dtype)
+    params = _randomise(SelfAttention(4).init(jax.random.key(0), x)["params"])
+    atol = 1e-5 if dtype == jnp.float32 else 0.05
+    for impl in ("auto", "xla", "explicit"):
+        module = SelfAttention(4, dtype=dtype, implementation=impl)
+        full = module.apply({"params": params}, x)  # [B, N, D]
+        first = module.apply({"params": params}, x, num_queries=3)  # [B, 3, D]
+        assert first.shape == (2, 3, 48) and first.dtype == dtype
+        np.testing.assert_allclose(
+            np.asarray(first, np.float32), np.asarray(full[:, :3], np.float32), atol=atol
+        )
+
+
 def test_model_attention_implementation_reaches_every_layer():
     """`VisionTransformer.attention_implementation` (config key `model.attention_implementation`)
     changes no parameter and no output; a bad value is refused by name."""

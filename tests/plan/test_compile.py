@@ -82,6 +82,9 @@ def test_flops_count_every_loop_iteration(libtpu):
     for scan, accum in [(False, 1), (True, 1), (True, 2)]:
         config = small_config({"data": -1, "fsdp": 1})
         config.model.transformer.num_layers = 3
+        # Every token through every layer: with the class token the last unscanned layer
+        # computes that token alone (models.Encoder's num_outputs), a scanned one all.
+        config.model.classifier = "gap"
         config.model.scan_layers, config.accum_steps = scan, accum
         results[scan, accum] = compile_for(config, topology).train
     plain = results[False, 1]

@@ -17,7 +17,9 @@ left to JAX, on GPU and TPU). "xla" and "cudnn" force `dot_product_attention` wi
 implementation; "explicit" forces the explicit path. All give the same outputs within float
 tolerance (tested). The explicit path runs `attention_core.packed_attention` on the packed
 q, k, v (its bfloat16 gradient is hand-written for speed) unless the weights are needed:
-attention-weight dropout or `intermediates`.
+attention-weight dropout or `intermediates`. With `num_queries`, only the first tokens' queries
+are projected and attend (the class-token classifier's last block, see `models.Encoder`); the
+explicit path then runs `explicit_attention`.
 """
 
 from __future__ import annotations
@@ -78,7 +80,11 @@ class SelfAttention(nn.Module):
     implementation: Implementation = "auto"  # See the module docstring.
 
     @nn.compact
-    def __call__(self, x: jax.Array, *, deterministic: bool = True) -> jax.Array:
+    def __call__(
+        self, x: jax.Array, *, deterministic: bool = True, num_queries: int | None = None
+    ) -> jax.Array:
+        """`[B, N, D] -> [B, N, D]`; with `num_queries=Q`, `[B, N, D] -> [B, Q, D]`: only the
+        first Q tokens attend (to all N), for a last block whose other outputs are unused."""
         batch, length, width = x.shape
         if self.implementation not in IMPLEMENTATIONS:
             raise ValueError(
@@ -102,9 +108,18 @@ class SelfAttention(nn.Module):
         kernel = jnp.concatenate([query_w * scale, key_w, value_w], axis=1)  # [D, 3H, K]
         bias = jnp.concatenate([query_b * scale, key_b, value_b], axis=0)  # [3H, K]
         x = x.astype(self.dtype)
-        qkv = _dense(x, kernel.reshape(width, -1), bias.reshape(-1))  # [B, N, 3*H*K]
-        qkv = qkv.reshape(batch, length, 3, heads, head_dim)  # [B, N, 3, H, K]
-        query, key, value = qkv[:, :, 0], qkv[:, :, 1], qkv[:, :, 2]  # [B, N, H, K] each
+        if num_queries is None:
+            qkv = _dense(x, kernel.reshape(width, -1), bias.reshape(-1))  # [B, N, 3*H*K]
+            qkv = qkv.reshape(batch, length, 3, heads, head_dim)  # [B, N, 3, H, K]
+            query, key, value = qkv[:, :, 0], qkv[:, :, 1], qkv[:, :, 2]  # [B, N, H, K] each
+        else:  # Keys and values of every token, queries of the first few only.
+            qkv = None
+            first = x[:, :num_queries]  # [B, Q, D]
+            query = _dense(first, kernel[:, :heads].reshape(width, -1), bias[:heads].reshape(-1))
+            query = query.reshape(batch, num_queries, heads, head_dim)  # [B, Q, H, K]
+            kv = _dense(x, kernel[:, heads:].reshape(width, -1), bias[heads:].reshape(-1))
+            kv = kv.reshape(batch, length, 2, heads, head_dim)  # [B, N, 2, H, K]
+            key, value = kv[:, :, 0], kv[:, :, 1]  # [B, N, H, K] each
 
         use_dropout = not deterministic and self.dropout_rate > 0.0
         if use_dropout or self.is_mutable_collection("intermediates"):
@@ -119,7 +134,10 @@ class SelfAttention(nn.Module):
             self.implementation == "auto"
             and backend_tuning.for_default_backend().attention == "explicit"
         ):
-            attended = packed_attention(qkv)  # [B, N, H, K]
+            if qkv is None:
+                attended = explicit_attention(query, key, value, scale=1.0)[0]  # [B, Q, H, K]
+            else:
+                attended = packed_attention(qkv)  # [B, N, H, K]
         else:
             attended = jax.nn.dot_product_attention(
                 query,
@@ -130,5 +148,5 @@ class SelfAttention(nn.Module):
                 implementation=None if self.implementation == "auto" else self.implementation,
             )  # [B, N, H, K]
 
-        attended = attended.reshape(batch, length, width)  # [B, N, H*K]
-        return _dense(attended, out_w.reshape(width, width), out_b)  # [B, N, D]
+        attended = attended.reshape(batch, query.shape[1], width)  # [B, N or Q, H*K]
+        return _dense(attended, out_w.reshape(width, width), out_b)  # [B, N or Q, D]

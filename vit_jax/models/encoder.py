@@ -93,7 +93,10 @@ class EncoderBlock(nn.Module):
         x: jax.Array,
         deterministic: bool = True,
         drop_path_rate: float | jax.Array | None = None,
+        num_outputs: int | None = None,
     ) -> jax.Array:
+        """`[B, N, D] -> [B, N, D]`, or `[B, num_outputs, D]`: only the first tokens' outputs,
+        which attend to every token (the others' queries, attention and MLP are skipped)."""
         rate = self.drop_path_rate if drop_path_rate is None else drop_path_rate
         y = nn.LayerNorm(epsilon=LAYER_NORM_EPS, dtype=self.dtype, name="LayerNorm_0")(x)
         y = SelfAttention(
@@ -102,8 +105,10 @@ class EncoderBlock(nn.Module):
             dropout_rate=self.attention_dropout_rate,
             implementation=self.attention_implementation,
             name="MultiHeadDotProductAttention_1",
-        )(y, deterministic=deterministic)  # [B, N, D]
+        )(y, deterministic=deterministic, num_queries=num_outputs)  # [B, N or Q, D]
         y = nn.Dropout(rate=self.dropout_rate)(y, deterministic=deterministic)
+        if num_outputs is not None:
+            x = x[:, :num_outputs]  # [B, Q, D]
         x = x + drop_path(self, y, rate, deterministic)
 
         y = nn.LayerNorm(epsilon=LAYER_NORM_EPS, dtype=self.dtype, name="LayerNorm_2")(x)
@@ -150,15 +155,25 @@ class Encoder(nn.Module):
     attention_implementation: Implementation = "auto"
 
     @nn.compact
-    def __call__(self, x: jax.Array, *, train: bool = False) -> jax.Array:
+    def __call__(
+        self, x: jax.Array, *, train: bool = False, num_outputs: int | None = None
+    ) -> jax.Array:
+        """`[B, N, D] -> [B, N, D]`; with `num_outputs=Q`, `[B, Q, D]`: the first Q tokens only.
+
+        The last block then computes only those tokens' queries, attention and MLP, which
+        gives the same values (each token's output is a function of its own row given every
+        token's keys and values) for less work: a class-token classifier needs one token. With
+        `scan_layers` every layer runs the same program, so all tokens are computed and sliced.
+        """
         x = AddPositionEmbs(name="posembed_input")(x)
         x = nn.Dropout(rate=self.dropout_rate)(x, deterministic=not train)
 
-        # `deterministic` (argument 2, counting self) selects Python branches: static for remat.
-        # Inside a scan, remat needs no CSE barriers (`jax.checkpoint`'s `prevent_cse` docs);
-        # they would only block XLA optimisations of the loop body.
+        # `deterministic` and `num_outputs` (arguments 2 and 4, counting self) select Python
+        # branches and shapes: static for remat. Inside a scan, remat needs no CSE barriers
+        # (`jax.checkpoint`'s `prevent_cse` docs); they would only block XLA optimisations of
+        # the loop body.
         block_cls = (
-            nn.remat(EncoderBlock, static_argnums=(2,), prevent_cse=not self.scan_layers)
+            nn.remat(EncoderBlock, static_argnums=(2, 4), prevent_cse=not self.scan_layers)
             if self.remat
             else EncoderBlock
         )
@@ -177,7 +192,7 @@ class Encoder(nn.Module):
             # With no stochastic depth the block's own rate (0) applies: no RNG is consumed.
             use_rate = self.stoch_depth > 0.0
             body = lambda block, carry, rate: (
-                block(carry, not train, rate if use_rate else None),
+                block(carry, not train, rate if use_rate else None, None),
                 None,
             )
             scanned = nn.scan(
@@ -187,7 +202,11 @@ class Encoder(nn.Module):
                 length=self.num_layers,
             )
             x, _ = scanned(make_block(STACKED_BLOCK, 0.0), x, jnp.asarray(rates))  # [B, N, D]
+            if num_outputs is not None:
+                x = x[:, :num_outputs]  # [B, Q, D]
         else:
             for layer, rate in enumerate(rates):
-                x = make_block(block_name(layer), rate)(x, not train)  # [B, N, D]
+                last = layer == self.num_layers - 1
+                block = make_block(block_name(layer), rate)
+                x = block(x, not train, None, num_outputs if last else None)  # [B, N or Q, D]
         return nn.LayerNorm(epsilon=LAYER_NORM_EPS, dtype=self.dtype, name="encoder_norm")(x)
