@@ -39,12 +39,14 @@ TPU (RESULTS.md, "GPU": no GPU was lent), so those get JAX's own defaults.
    (one forward and backward pass each), not by a loop inside the model.
    CPU: the fewest micro-batches for which one layer's widest activation, the MLP's hidden
    layer (images x tokens x mlp_dim x 4 bytes per device: the layer's matmul returns float32
-   also for bfloat16 compute), stays within `TRAIN_ACTIVATION_BYTES` = 20 MiB: ViT-B/16 at
-   224 px trains in micro-batches of 8 images (19.4 MB), in float32 and in bfloat16; the
-   digits model (17 tokens, width 128) never splits. Measured at batch 32 (RESULTS.md,
-   "Three XLA:CPU slow paths removed"): float32 1.65 img/s in 4 micro-batches against 1.46
-   in 2 (1.68 in 8); bfloat16 2.73-2.79 in 4 against 2.41-2.43 in 2; one piece was slower
-   still (1.22 and 2.07).
+   also for bfloat16 compute), stays within `TRAIN_ACTIVATION_BYTES` = 10 MiB: ViT-B/16 at
+   224 px trains in micro-batches of 4 images (9.7 MB), in float32 and in bfloat16; the
+   digits model (17 tokens, width 128) never splits. Measured on the trainer's step
+   (RESULTS.md, "Micro-batches of 4 images"), img/s by images per micro-batch:
+   float32 batch 8: 1.62-1.65 (8), 1.70-1.74 (4), 1.74-1.76 (2); bfloat16 batch 8: 2.62-2.71
+   (8), 2.83-2.84 (4); float32 batch 32: 1.70-1.81 (8), 1.82-1.86 (4); bfloat16 batch 32:
+   3.00-3.09 (8), 3.15-3.18 (4), 3.16 (2). Earlier, at batch 32, 16 images per micro-batch
+   were slower still (float32 1.46, bfloat16 2.41) and one piece slowest (1.22 and 2.07).
    TPU and GPU: whole batches (one micro-batch).
 """
 
@@ -58,7 +60,7 @@ import jax
 # Tokens per micro-batch of CPU inference; see item 2 above.
 TOKENS_PER_MICRO_BATCH = 800
 # Bytes of one layer's MLP activation per training micro-batch and device on CPU; item 3.
-TRAIN_ACTIVATION_BYTES = 20 * 2**20
+TRAIN_ACTIVATION_BYTES = 10 * 2**20
 
 
 @dataclasses.dataclass(frozen=True)
