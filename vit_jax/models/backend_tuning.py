@@ -41,8 +41,9 @@ TPU (RESULTS.md, "GPU": no GPU was lent), so those get JAX's own defaults.
    layer (images x tokens x mlp_dim x 4 bytes per device: the layer's matmul returns float32
    also for bfloat16 compute), stays within `TRAIN_ACTIVATION_BYTES` = 10 MiB: ViT-B/16 at
    224 px trains in micro-batches of 4 images (9.7 MB), in float32 and in bfloat16; the
-   digits model (17 tokens, width 128) never splits. Measured on the trainer's step
-   (RESULTS.md, "Micro-batches of 4 images"), img/s by images per micro-batch:
+   digits model (17 tokens, width 128) never splits. Measured on the trainer's step (RESULTS.md,
+   "Class token only in the last block; micro-batches of 4 images"), img/s by images per
+   micro-batch:
    float32 batch 8: 1.62-1.65 (8), 1.70-1.74 (4), 1.74-1.76 (2); bfloat16 batch 8: 2.62-2.71
    (8), 2.83-2.84 (4); float32 batch 32: 1.70-1.81 (8), 1.82-1.86 (4); bfloat16 batch 32:
    3.00-3.09 (8), 3.15-3.18 (4), 3.16 (2). Earlier, at batch 32, 16 images per micro-batch
