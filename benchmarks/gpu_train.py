@@ -7,7 +7,10 @@ device, same run (issue 7's GPU goal: ViT-B/16 and L/16 at 224 on an H200, MFU >
 vit_jax: bfloat16 compute with float32 parameters (`get_model(..., dtype=bfloat16)`), one SGD
 step per call, for each attention implementation ("xla", and "cudnn" flash attention through
 `jax.nn.dot_product_attention` on NVIDIA GPUs). torch: the same architecture in HF's ViT
-(SDPA attention, bfloat16 autocast, float32 parameters), eager and `torch.compile`.
+(SDPA attention, bfloat16 autocast, float32 parameters), eager and `torch.compile`. The
+FLOPs per image are XLA's count of our step, whose last block computes the class token alone;
+HF's ViT computes the whole block (ViT-B/16 at 224: about 7% more), so torch's MFU here is a
+slight underestimate.
 
 MFU = the model's FLOPs per step (XLA's cost analysis of our step) / step time / peak. Two
 peaks: the in-run bfloat16 matmul peak (XLA's 8192^2 matmul on this device) and, if given,

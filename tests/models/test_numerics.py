@@ -66,7 +66,7 @@ def test_class_token_classifier_skips_the_last_blocks_other_tokens(remat):
     images = tiny.random_images(size)
     full_apply = lambda p: model.apply({"params": p}, images, mutable=["intermediates"])[0]
     short_apply = lambda p: model.apply({"params": p}, images)
-    np.testing.assert_allclose(short_apply(params), full_apply(params), atol=1e-6)
+    np.testing.assert_allclose(short_apply(params), full_apply(params), atol=1e-5)
     loss = lambda apply: lambda p: jnp.sum(jnp.sin(apply(p)))
     for a, b in zip(
         jax.tree.leaves(jax.grad(loss(short_apply))(params)),

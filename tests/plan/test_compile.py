@@ -92,3 +92,11 @@ def test_flops_count_every_loop_iteration(libtpu):
         assert cost.matmul_flops == pytest.approx(plain.matmul_flops, rel=1e-6)
     assert plain.xla_flops == pytest.approx(plain.matmul_flops, rel=0.2)  # + elementwise ops.
     assert results[True, 2].xla_flops < 0.5 * plain.matmul_flops  # Why XLA's is not used.
+    # With the class token, the unrolled last block computes that token alone; scanned, all.
+    token = {}
+    for scan in (False, True):
+        config = small_config({"data": -1, "fsdp": 1})
+        config.model.transformer.num_layers = 3
+        config.model.scan_layers = scan
+        token[scan] = compile_for(config, topology).train.matmul_flops
+    assert token[False] < token[True]

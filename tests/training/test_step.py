@@ -116,7 +116,8 @@ def test_bfloat16_compute_with_remat_and_adamw(config):
 @pytest.mark.parametrize("dtype", ["float32", "bfloat16"])
 def test_trainer_default_for_vit_b16_counts_the_float32_mlp_activation(dtype):
     """Item 3: the MLP activation is float32 whatever the compute dtype, so ViT-B/16 at 224 px
-    trains in micro-batches of 4 images in float32 and bfloat16 alike (8 at batch 32)."""
+    trains in micro-batches of 4 images in float32 and bfloat16 alike (8 micro-batches at
+    batch 32)."""
     model = models.get_model("ViT-B_16", num_classes=1000)
     images = jax.ShapeDtypeStruct((1, 224, 224, 3), jnp.float32)
     params = jax.eval_shape(lambda x: model.init(jax.random.key(0), x)["params"], images)

@@ -72,7 +72,8 @@ def _dense(x: jax.Array, kernel: jax.Array, bias: jax.Array) -> jax.Array:
 
 
 class SelfAttention(nn.Module):
-    """Self-attention over a token sequence, `[B, N, D] -> [B, N, D]`."""
+    """Self-attention over a token sequence, `[B, N, D] -> [B, N, D]` (or the first Q tokens'
+    outputs, `[B, Q, D]`, with `num_queries=Q`)."""
 
     num_heads: int
     dtype: Dtype = jnp.float32
@@ -124,7 +125,7 @@ class SelfAttention(nn.Module):
         use_dropout = not deterministic and self.dropout_rate > 0.0
         if use_dropout or self.is_mutable_collection("intermediates"):
             attended, weights = explicit_attention(query, key, value, scale=1.0)
-            self.sow("intermediates", "attention_weights", weights)  # [B, H, N, N]
+            self.sow("intermediates", "attention_weights", weights)  # [B, H, N or Q, N]
             if use_dropout:
                 weights = nn.Dropout(self.dropout_rate, broadcast_dims=())(
                     weights, deterministic=False
@@ -146,7 +147,7 @@ class SelfAttention(nn.Module):
                 scale=1.0,
                 # "auto" leaves the kernel to JAX (see backend_tuning).
                 implementation=None if self.implementation == "auto" else self.implementation,
-            )  # [B, N, H, K]
+            )  # [B, N or Q, H, K]
 
         attended = attended.reshape(batch, query.shape[1], width)  # [B, N or Q, H*K]
         return _dense(attended, out_w.reshape(width, width), out_b)  # [B, N or Q, D]

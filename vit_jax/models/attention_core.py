@@ -44,7 +44,8 @@ def explicit_attention(
 ) -> tuple[jax.Array, jax.Array]:
     """Softmax attention that also returns the weights.
 
-    Shapes: q, k, v [B, N, H, K] -> attended [B, N, H, K], weights [B, H, N, N]. `scale`
+    Shapes: q [B, Q, H, K], k, v [B, N, H, K] -> attended [B, Q, H, K], weights [B, H, Q, N]
+    (Q = N in self-attention; fewer queries in a class-token-only last block). `scale`
     defaults to `1 / sqrt(K)`; pass 1.0 when the query is already scaled.
     """
     if scale is None:

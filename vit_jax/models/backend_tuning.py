@@ -46,8 +46,11 @@ TPU (RESULTS.md, "GPU": no GPU was lent), so those get JAX's own defaults.
    micro-batch:
    float32 batch 8: 1.62-1.65 (8), 1.70-1.74 (4), 1.74-1.76 (2); bfloat16 batch 8: 2.62-2.71
    (8), 2.83-2.84 (4); float32 batch 32: 1.70-1.81 (8), 1.82-1.86 (4); bfloat16 batch 32:
-   3.00-3.09 (8), 3.15-3.18 (4), 3.16 (2). Earlier, at batch 32, 16 images per micro-batch
-   were slower still (float32 1.46, bfloat16 2.41) and one piece slowest (1.22 and 2.07).
+   3.00-3.09 (8), 3.15-3.18 (4), 3.16 (2). 2 images were within noise of 4, so the larger is
+   kept. Earlier, at batch 32, 16 images per micro-batch were slower still (float32 1.46,
+   bfloat16 2.41) and one piece slowest (1.22 and 2.07). Measured for ViT-B/16 at 224 px
+   only; other shapes follow the same byte budget unmeasured (B/16 at 384 px: 1 image, L/16
+   at 224 px: 3).
    TPU and GPU: whole batches (one micro-batch).
 """
 

@@ -117,7 +117,7 @@ class EncoderBlock(nn.Module):
             dtype=self.dtype,
             dropout_rate=self.dropout_rate,
             name="MlpBlock_3",
-        )(y, deterministic=deterministic)  # [B, N, D]
+        )(y, deterministic=deterministic)  # [B, N or Q, D]
         return x + drop_path(self, y, rate, deterministic)
 
 
