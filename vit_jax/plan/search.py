@@ -3,8 +3,8 @@
 Ranking (best first): runs that fit; then fewer FLOPs per chip (remat recomputes the
 forward pass, about +1/3 of a step's FLOPs; with the 'token' classifier an unrolled model
 also skips the last block's other tokens, which a scanned one computes: ViT-B/16 7% fewer);
-then the smaller 'fsdp' axis (every step
-all-gathers the parameters over it, so less traffic); then fewer bytes per chip.
+then the smaller 'fsdp' axis (every step all-gathers the parameters over it, so less
+traffic); then fewer bytes per chip.
 """
 
 from __future__ import annotations
