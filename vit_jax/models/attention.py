@@ -86,7 +86,7 @@ class SelfAttention(nn.Module):
     ) -> jax.Array:
         """`[B, N, D] -> [B, N, D]`; with `num_queries=Q`, `[B, N, D] -> [B, Q, D]`: only the
         first Q tokens attend (to all N), for a last block whose other outputs are unused."""
-        batch, length, width = x.shape
+        batch, _, width = x.shape
         if self.implementation not in IMPLEMENTATIONS:
             raise ValueError(
                 f"Unknown attention implementation {self.implementation!r}; expected one of "
@@ -104,22 +104,26 @@ class SelfAttention(nn.Module):
         value_w, value_b = _Projection(in_shape, 1, name="value")()
         out_w, out_b = _Projection((heads, head_dim, width), 2, name="out")()  # [H, K, D], [D]
 
-        # One [D, 3*H*K] matmul for q, k and v; the softmax scale folded into the query part.
+        # Several projections run as one matmul of concatenated kernels; the softmax scale is
+        # folded into the query's kernel and bias.
         scale = 1.0 / np.sqrt(head_dim)
-        kernel = jnp.concatenate([query_w * scale, key_w, value_w], axis=1)  # [D, 3H, K]
-        bias = jnp.concatenate([query_b * scale, key_b, value_b], axis=0)  # [3H, K]
+        projections = [(query_w * scale, query_b * scale), (key_w, key_b), (value_w, value_b)]
+
+        def project(tokens: jax.Array, parts: list) -> jax.Array:
+            """`[B, T, D] -> [B, T, len(parts), H, K]`."""
+            kernel = jnp.concatenate([w for w, _ in parts], axis=1)  # [D, P*H, K]
+            bias = jnp.concatenate([b for _, b in parts], axis=0)  # [P*H, K]
+            out = _dense(tokens, kernel.reshape(width, -1), bias.reshape(-1))  # [B, T, P*H*K]
+            return out.reshape(*tokens.shape[:2], len(parts), heads, head_dim)
+
         x = x.astype(self.dtype)
         if num_queries is None:
-            qkv = _dense(x, kernel.reshape(width, -1), bias.reshape(-1))  # [B, N, 3*H*K]
-            qkv = qkv.reshape(batch, length, 3, heads, head_dim)  # [B, N, 3, H, K]
+            qkv = project(x, projections)  # [B, N, 3, H, K]
             query, key, value = qkv[:, :, 0], qkv[:, :, 1], qkv[:, :, 2]  # [B, N, H, K] each
         else:  # Keys and values of every token, queries of the first few only.
             qkv = None
-            first = x[:, :num_queries]  # [B, Q, D]
-            query = _dense(first, kernel[:, :heads].reshape(width, -1), bias[:heads].reshape(-1))
-            query = query.reshape(batch, num_queries, heads, head_dim)  # [B, Q, H, K]
-            kv = _dense(x, kernel[:, heads:].reshape(width, -1), bias[heads:].reshape(-1))
-            kv = kv.reshape(batch, length, 2, heads, head_dim)  # [B, N, 2, H, K]
+            query = project(x[:, :num_queries], projections[:1])[:, :, 0]  # [B, Q, H, K]
+            kv = project(x, projections[1:])  # [B, N, 2, H, K]
             key, value = kv[:, :, 0], kv[:, :, 1]  # [B, N, H, K] each
 
         use_dropout = not deterministic and self.dropout_rate > 0.0

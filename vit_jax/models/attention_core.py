@@ -52,14 +52,14 @@ def explicit_attention(
         scale = 1.0 / np.sqrt(query.shape[-1])
     # Heads next to batch first: XLA:CPU then runs both matmuls on contiguous [N, K] tiles
     # (3-4x faster than letting it pick the layouts of the einsums over [B, N, H, K]).
-    query, key, value = (_swap_heads_and_tokens(t) for t in (query, key, value))  # [B, H, N, K]
+    query, key, value = (_swap_heads_and_tokens(t) for t in (query, key, value))  # [B, H, ., K]
     logits = einsum_f32("bhqk,bhsk->bhqs", query, key)
     if scale != 1.0:
         logits = logits * jnp.float32(scale)
     # Softmax in float32 even for bfloat16 compute, as the fused kernels do.
-    weights = jax.nn.softmax(logits, axis=-1).astype(query.dtype)  # [B, H, N, N]
+    weights = jax.nn.softmax(logits, axis=-1).astype(query.dtype)  # [B, H, Q, N]
     attended = einsum_f32("bhqs,bhsk->bhqk", weights, value)
-    return _swap_heads_and_tokens(attended.astype(query.dtype)), weights  # [B, N, H, K]
+    return _swap_heads_and_tokens(attended.astype(query.dtype)), weights  # [B, Q, H, K]
 
 
 def packed_attention(qkv: jax.Array) -> jax.Array:
