@@ -19,8 +19,9 @@ MODEL_EXTRAS = {
     "stoch_depth": 0.0,  # Drop-path rate of the last encoder block (0 at the first).
     "remat": False,  # Recompute each block's activations in the backward pass (saves memory).
     "scan_layers": False,  # One compiled block under nn.scan (fast compiles for deep models).
-    # Attention core: 'auto' (XLA's dot_product_attention on accelerators, an explicit softmax
-    # on CPU), 'xla', 'cudnn' (flash attention; NVIDIA GPUs, bfloat16/float16), 'explicit'.
+    # Attention core: 'auto' (an explicit softmax on CPU, cuDNN's flash attention on NVIDIA
+    # GPUs that run it, XLA's dot_product_attention elsewhere; models/backend_tuning.py), 'xla',
+    # 'cudnn' (flash attention; NVIDIA GPUs, bfloat16/float16), 'explicit'.
     "attention_implementation": "auto",
 }
 

@@ -81,6 +81,23 @@ def test_params_as_input(tiny_checkpoints, tmp_path):
     assert jax.tree.structure(params) == exported.in_tree.children()[0].children()[0]
 
 
+def test_export_lowers_for_every_platform_whatever_auto_picks_on_this_host(
+    tiny_checkpoints, monkeypatch
+):
+    """On a GPU host "auto" runs cuDNN's attention, which lowers for NVIDIA GPUs only; an
+    export for several platforms must not take it (`backend_tuning.attention_compiled_for`)."""
+    from vit_jax.models import backend_tuning
+
+    monkeypatch.setattr(backend_tuning, "auto_attention", lambda head_dim, dtype: "cudnn")
+    tiny = tiny_checkpoints("token")
+    config, image_size = tiny_models.TINY_CONFIGS["token"]
+    exported = exporter.export_model(
+        tiny.params, config, 5, (image_size, image_size), platforms=("cpu", "cuda", "tpu")
+    )
+    assert exported.platforms == ("cpu", "cuda", "tpu")
+    np.testing.assert_allclose(exported.call(tiny.images), tiny.logits, atol=1e-5)
+
+
 def test_user_errors_exit_2(tmp_path, capsys):
     assert export.main([str(tmp_path / "missing.npz"), str(tmp_path / "x")]) == 2
     assert "does not exist" in capsys.readouterr().err

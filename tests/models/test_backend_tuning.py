@@ -1,6 +1,9 @@
 """The per-backend choices are the ones `backend_tuning`'s docstring states and measures."""
 
+import types
+
 import jax
+import jax.numpy as jnp
 import pytest
 
 from vit_jax import models
@@ -45,19 +48,82 @@ def test_accelerators_train_whole_batches(platform):
     assert choices.train_accum_steps(32, *B16_224, 4) == 1
 
 
-@pytest.mark.parametrize("platform", ["tpu", "gpu"])
-def test_accelerators_keep_jax_defaults(platform):
-    choices = backend_tuning.for_platform(platform)
-    assert choices == backend_tuning.BackendChoices(
+def test_tpus_keep_jax_defaults():
+    assert backend_tuning.for_platform("tpu") == backend_tuning.BackendChoices(
         attention="xla", micro_batch_tokens=None, train_activation_bytes=None
     )
+
+
+def test_gpus_run_cudnn_attention_on_whole_batches():
+    assert backend_tuning.for_platform("gpu") == backend_tuning.BackendChoices(
+        attention="cudnn", micro_batch_tokens=None, train_activation_bytes=None
+    )
+
+
+def _gpu(capability):
+    """A stand-in for a `jax.Device`: only `compute_capability` is read (absent when None)."""
+    return types.SimpleNamespace(compute_capability=capability) if capability else object()
+
+
+BF16, F16, F32 = jnp.bfloat16, jnp.float16, jnp.float32
+
+
+@pytest.mark.parametrize(
+    "capability, head_dim, dtype, runs",
+    [
+        ("9.0", 64, BF16, True),  # H100/H200, ViT-B and L.
+        ("8.0", 80, BF16, True),  # A100, ViT-H/14.
+        ("8.6", 128, F16, True),
+        ("9.0", 64, F32, False),  # cuDNN's attention takes 16-bit inputs only.
+        ("9.0", 12, BF16, False),  # Not a multiple of 8.
+        ("9.0", 256, BF16, False),  # Over 128.
+        ("7.5", 64, BF16, False),  # T4: before Ampere.
+        ("gfx90a", 64, BF16, False),  # An AMD GPU's name for its architecture.
+        (None, 64, BF16, False),  # No compute capability at all.
+    ],
+)
+def test_cudnn_attention_runs_only_where_cudnn_takes_it(capability, head_dim, dtype, runs):
+    assert backend_tuning.cudnn_attention_runs(_gpu(capability), head_dim, dtype) is runs
+
+
+@pytest.mark.parametrize(
+    "platform, capability, head_dim, dtype, want",
+    [
+        ("cpu", None, 64, BF16, "explicit"),
+        ("gpu", "9.0", 64, BF16, "cudnn"),
+        ("gpu", "9.0", 64, F32, None),  # JAX's own attention where cuDNN's does not run.
+        ("gpu", "9.0", 12, BF16, None),
+        ("gpu", "7.5", 64, BF16, None),
+        ("tpu", None, 64, BF16, None),
+    ],
+)
+def test_auto_attention_is_the_backends_choice_where_it_runs(
+    monkeypatch, platform, capability, head_dim, dtype, want
+):
+    monkeypatch.setattr(jax, "default_backend", lambda: platform)
+    monkeypatch.setattr(jax, "devices", lambda: [_gpu(capability)])
+    assert backend_tuning.auto_attention(head_dim, dtype) == want
+
+
+@pytest.mark.parametrize(
+    "platforms, want",
+    [
+        (["cpu"], "explicit"),
+        (["tpu"], "xla"),
+        (["gpu"], "xla"),  # Not "cudnn": whether that GPU runs it cannot be seen from here.
+        (["cpu", "cuda", "tpu"], "xla"),  # One program that lowers for each.
+    ],
+)
+def test_programs_for_other_devices_compile_a_portable_attention(platforms, want):
+    assert backend_tuning.attention_compiled_for(platforms) == want
 
 
 def test_docstring_states_every_choice():
     doc = backend_tuning.__doc__
     assert "TOKENS_PER_MICRO_BATCH` = 800" in doc
     assert "`TRAIN_ACTIVATION_BYTES` = 10 MiB" in doc
-    assert doc.count("TPU and GPU:") == 3  # One line per choice says what accelerators get.
+    assert doc.count("TPU and GPU:") == 2  # Items 2 and 3: what accelerators get.
+    assert 'GPU: "cudnn"' in doc and "TPU (and other accelerators):" in doc  # Item 1.
     assert "benchmarks/RESULTS.md" in doc
 
 

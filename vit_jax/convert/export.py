@@ -38,12 +38,18 @@ def export_model(
     """The model's inference function, exported with a symbolic batch dimension.
 
     `params` is the model's nested tree. With `params_as_input`, the function takes the flat
-    `{'/'-joined key: array}` dict first, else the weights are constants of the module.
+    `{'/'-joined key: array}` dict first, else the weights are constants of the module. The
+    "auto" attention becomes one that lowers for every platform, whatever this host is
+    (`backend_tuning.attention_compiled_for`).
     """
     from vit_jax.checkpoint import layout
-    from vit_jax.models import build_model
+    from vit_jax.models import backend_tuning, build_model
 
     model = build_model(config, num_classes)
+    if model.attention_implementation == "auto":
+        model = model.clone(
+            attention_implementation=backend_tuning.attention_compiled_for(platforms)
+        )
     (batch,) = jax.export.symbolic_shape("b")
     images = jax.ShapeDtypeStruct((batch, *image_size, 3), jnp.float32)
     if params_as_input:

@@ -12,14 +12,16 @@ bfloat16 compute; their backward passes run in the compute dtype (`vit_jax.model
 
 The attention core (`implementation`): "auto" (default) takes the default backend's choice in
 `vit_jax.models.backend_tuning` (the explicit softmax attention of
-`vit_jax.models.attention_core` on CPU, measured faster there; `jax.nn.dot_product_attention`,
-left to JAX, on GPU and TPU). "xla" and "cudnn" force `dot_product_attention` with that
-implementation; "explicit" forces the explicit path. All give the same outputs within float
-tolerance (tested). The explicit path runs `attention_core.packed_attention` on the packed
-q, k, v (its bfloat16 gradient is hand-written for speed) unless the weights are needed:
-attention-weight dropout or `intermediates`. With `num_queries`, only the first tokens' queries
-are projected and attend (the class-token classifier's last block, see `models.Encoder`); the
-explicit path then runs `explicit_attention`.
+`vit_jax.models.attention_core` on CPU; cuDNN's flash attention on NVIDIA GPUs that run it;
+`jax.nn.dot_product_attention`, left to JAX, elsewhere; each measured there). "xla" and
+"cudnn" force `dot_product_attention` with that implementation ("cudnn" at even sequence
+lengths, `even_length_attention`); "explicit" forces the explicit path. All give the same
+outputs within float tolerance (tested). The explicit path runs
+`attention_core.packed_attention` on the packed q, k, v (its bfloat16 gradient is hand-written
+for speed) unless the weights are needed: attention-weight dropout or `intermediates`. With
+`num_queries`, only the first tokens' queries are projected and attend (the class-token
+classifier's last block, see `models.Encoder`); the explicit path then runs
+`explicit_attention`.
 """
 
 from __future__ import annotations
@@ -69,6 +71,39 @@ def _dense(x: jax.Array, kernel: jax.Array, bias: jax.Array) -> jax.Array:
     """`x [..., I] @ kernel [I, O] + bias [O]` in x's dtype, accumulating in float32."""
     y = matmul_f32(x, kernel.astype(x.dtype))
     return (y + bias).astype(x.dtype)
+
+
+def even_length_attention(
+    query: jax.Array, key: jax.Array, value: jax.Array, implementation: str
+) -> jax.Array:
+    """`jax.nn.dot_product_attention` (scale 1) on [B, Q, H, K] queries and [B, N, H, K] keys and
+    values, run at even sequence lengths.
+
+    Why: cuDNN's fused attention has no backward pass for odd lengths (jax 0.11.2 raises
+    "Unsupported sequence length Q 197, KV 197" when a ViT-B/16 at 224 px trains, and the
+    class-token-only last block has Q = 1). An odd length gets one zero token: its query row
+    is sliced off the output, and its key is hidden by the kernel's padding mask
+    (`key_value_seq_lengths`), so every real query attends to exactly its own keys.
+    """
+    batch, queries, keys = query.shape[0], query.shape[1], key.shape[1]
+    if queries % 2 == 0 and keys % 2 == 0:
+        return jax.nn.dot_product_attention(
+            query, key, value, scale=1.0, implementation=implementation
+        )
+
+    def pad(x: jax.Array) -> jax.Array:
+        return jnp.pad(x, ((0, 0), (0, x.shape[1] % 2), (0, 0), (0, 0)))
+
+    attended = jax.nn.dot_product_attention(
+        pad(query),
+        pad(key),
+        pad(value),
+        scale=1.0,
+        query_seq_lengths=jnp.full((batch,), queries, jnp.int32),
+        key_value_seq_lengths=jnp.full((batch,), keys, jnp.int32),
+        implementation=implementation,
+    )  # [B, Q rounded up to even, H, K]
+    return attended[:, :queries]
 
 
 class SelfAttention(nn.Module):
@@ -135,23 +170,21 @@ class SelfAttention(nn.Module):
                     weights, deterministic=False
                 )
                 attended = einsum_f32("bhqs,bshk->bqhk", weights, value).astype(self.dtype)
-        elif self.implementation == "explicit" or (
-            self.implementation == "auto"
-            and backend_tuning.for_default_backend().attention == "explicit"
-        ):
-            if qkv is None:
-                attended = explicit_attention(query, key, value, scale=1.0)[0]  # [B, Q, H, K]
-            else:
-                attended = packed_attention(qkv)  # [B, N, H, K]
         else:
-            attended = jax.nn.dot_product_attention(
-                query,
-                key,
-                value,
-                scale=1.0,
-                # "auto" leaves the kernel to JAX (see backend_tuning).
-                implementation=None if self.implementation == "auto" else self.implementation,
-            )  # [B, N or Q, H, K]
+            implementation = self.implementation
+            if implementation == "auto":
+                implementation = backend_tuning.auto_attention(head_dim, self.dtype)
+            if implementation == "explicit":
+                if qkv is None:
+                    attended = explicit_attention(query, key, value, scale=1.0)[0]  # [B, Q, H, K]
+                else:
+                    attended = packed_attention(qkv)  # [B, N, H, K]
+            elif implementation == "cudnn":
+                attended = even_length_attention(query, key, value, "cudnn")  # [B, N or Q, H, K]
+            else:  # "xla", or None: JAX's pick.
+                attended = jax.nn.dot_product_attention(
+                    query, key, value, scale=1.0, implementation=implementation
+                )  # [B, N or Q, H, K]
 
         attended = attended.reshape(batch, query.shape[1], width)  # [B, N or Q, H*K]
         return _dense(attended, out_w.reshape(width, width), out_b)  # [B, N or Q, D]

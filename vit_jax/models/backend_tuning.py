@@ -1,27 +1,39 @@
 """Every choice the library makes by backend (CPU, GPU, TPU), and the measurement behind it.
 
-Nothing else in vit_jax branches on the backend: the attention core (`models.attention`), the
-micro-batched inference (`models.micro_batch`) and the trainer (`training.trainer`, which asks
-for the platform of its mesh's devices, e.g. 'tpu' when compiling a TPU program on a CPU host)
-all ask `for_platform`. Every output is the same within float tolerance whichever choice is
-made (tested); only speed differs.
+Nothing else in vit_jax branches on the backend: the attention core (`models.attention`, via
+`auto_attention`), the micro-batched inference (`models.micro_batch`) and the trainer
+(`training.trainer`, which asks for the platform of its mesh's devices) ask here. A program
+compiled for other devices than this process's own (a TPU step planned on a CPU host, an
+exported model) asks `attention_compiled_for`, which needs no device to inspect. Every output
+is the same within float tolerance whichever choice is made (tested); only speed differs.
 
 Measured on one machine only: a 2-core AMD EPYC VM with AVX-512 (bf16) and a 32 MiB L3,
 jax/jaxlib 0.10.2, float32 unless said (benchmarks/RESULTS.md, "Session 2: micro-batched
-inference" and "What changed in the library"). Nothing here has been measured on a GPU or a
-TPU (RESULTS.md, "GPU": no GPU was lent), so those get JAX's own defaults.
+inference" and "What changed in the library"); and item 1's GPU choice on one NVIDIA H200
+(jax 0.11.2, RESULTS.md, "GPU"). Nothing here has been measured on a TPU, so it gets JAX's own
+defaults.
 
 1. The attention core that `attention_implementation="auto"` runs.
    CPU: "explicit", a softmax attention with q, k and v laid out [B, H, N, K]. On ViT-B/16
    shapes at batch 8, the attention core alone took 14 ms, against 20 ms for
    `jax.nn.dot_product_attention` (XLA path) and 58 ms for einsums over [B, N, H, K]. Its
    bfloat16 gradient is hand-written (`models.attention_core`: 2.2x faster than JAX's).
-   TPU and GPU: `jax.nn.dot_product_attention`. In a process whose default backend is that
-   accelerator the model passes `implementation=None` (JAX's pick, which in jax 0.10.2 is
-   its XLA path); when the trainer compiles for it from another host (`python -m
-   vit_jax.plan` on a CPU) it asks for "xla", so that the host's choice is not compiled in.
-   "cudnn" (flash attention on NVIDIA GPUs) is never picked automatically: set
-   `model.attention_implementation=cudnn`.
+   GPU: "cudnn", cuDNN's flash attention (`models.attention.even_length_attention`), where it
+   runs (`cudnn_attention_runs`: compute capability >= 8.0, bfloat16 or float16 compute,
+   head_dim a multiple of 8 up to 128); JAX's pick elsewhere. The trainer's bfloat16 step of
+   ViT-B/16 at batch 256 ran at 3289 img/s with it and 2462 with JAX's XLA attention (1.34x;
+   one H200, one run each, the first three losses within 5e-4).
+   The choice is made when the model is traced, for the process's default backend and its
+   first device: a computation placed on another backend (`jax.default_device(cpu)` on a GPU
+   host) should set the implementation. Measured on one GPU only (multi-GPU meshes not yet),
+   and cuDNN's backward is not bit-for-bit deterministic run to run (XLA's attention is with
+   `--xla_gpu_deterministic_ops`): set "xla" where that matters.
+   TPU (and other accelerators): `jax.nn.dot_product_attention`. In a process whose default
+   backend is that accelerator the model passes `implementation=None` (JAX's pick, which in
+   jax 0.10.2 and 0.11.2 is its XLA path).
+   Compiled for other devices than the process's own (`python -m vit_jax.plan` on a CPU, an
+   export for several platforms): `attention_compiled_for`, "xla" (or "explicit" for CPU
+   alone), so that the host's choice is not compiled in.
 
 2. Micro-batched inference (`models.micro_batched_apply` with `micro_batch="auto"`; the
    predictor and the trainer's evaluation). Never used under `jax.grad`: a ViT-B/16 training
@@ -57,9 +69,11 @@ TPU (RESULTS.md, "GPU": no GPU was lent), so those get JAX's own defaults.
 from __future__ import annotations
 
 import dataclasses
-from typing import Literal
+from collections.abc import Sequence
+from typing import Any, Literal
 
 import jax
+import jax.numpy as jnp
 
 # Tokens per micro-batch of CPU inference; see item 2 above.
 TOKENS_PER_MICRO_BATCH = 800
@@ -71,9 +85,10 @@ TRAIN_ACTIVATION_BYTES = 10 * 2**20
 class BackendChoices:
     """What the library does on one backend (see the module docstring for why)."""
 
-    # The attention core "auto" compiles to: "explicit", or `jax.nn.dot_product_attention`
-    # ("xla" names it when compiling for another platform than the process's own).
-    attention: Literal["explicit", "xla"]
+    # The attention core "auto" compiles to: "explicit", "cudnn" (where it runs, else as "xla"),
+    # or `jax.nn.dot_product_attention` ("xla" names it when compiling for another platform than
+    # the process's own).
+    attention: Literal["explicit", "xla", "cudnn"]
     # Tokens per micro-batch of inference, or None for whole batches.
     micro_batch_tokens: int | None
     # Bytes of the MLP activation per training micro-batch and device, or None: whole batches.
@@ -103,15 +118,58 @@ CPU = BackendChoices(
     micro_batch_tokens=TOKENS_PER_MICRO_BATCH,
     train_activation_bytes=TRAIN_ACTIVATION_BYTES,
 )
-# TPU, GPU and any other accelerator: JAX's defaults, nothing measured to beat them.
+# GPUs: cuDNN's flash attention where it runs (item 1), whole batches.
+GPU = BackendChoices(attention="cudnn", micro_batch_tokens=None, train_activation_bytes=None)
+# TPU and any other accelerator: JAX's defaults, nothing measured to beat them.
 ACCELERATOR = BackendChoices(attention="xla", micro_batch_tokens=None, train_activation_bytes=None)
+
+# cuDNN's fused attention: compute capability 8.0 (Ampere) or later, head_dim a multiple of 8
+# up to 128 (jax 0.11's checks; Hopper with cuDNN >= 9.5 takes up to 256, not relied on here).
+CUDNN_MIN_COMPUTE_CAPABILITY = 8.0
+CUDNN_MAX_HEAD_DIM = 128
 
 
 def for_platform(platform: str) -> BackendChoices:
     """The choices for `platform` as JAX names it ('cpu', 'gpu', 'tpu'; `Device.platform`)."""
-    return CPU if platform == "cpu" else ACCELERATOR
+    return {"cpu": CPU, "gpu": GPU}.get(platform, ACCELERATOR)
 
 
 def for_default_backend() -> BackendChoices:
     """The choices for this process's default backend (`jax.default_backend()`)."""
     return for_platform(jax.default_backend())
+
+
+def cudnn_attention_runs(device: Any, head_dim: int, dtype: Any) -> bool:
+    """Whether cuDNN's fused attention takes `head_dim` in `dtype` on `device` (a `jax.Device`):
+    an NVIDIA GPU of compute capability >= 8.0, bfloat16 or float16 compute. Others (older or
+    AMD GPUs, whose `compute_capability` is missing or not a number), float32 and other head
+    sizes take JAX's own attention."""
+    try:
+        capability = float(getattr(device, "compute_capability", ""))
+    except (TypeError, ValueError):  # None, or an AMD name such as 'gfx90a'.
+        return False
+    return (
+        capability >= CUDNN_MIN_COMPUTE_CAPABILITY
+        and jnp.dtype(dtype) in (jnp.dtype(jnp.bfloat16), jnp.dtype(jnp.float16))
+        and head_dim % 8 == 0
+        and head_dim <= CUDNN_MAX_HEAD_DIM
+    )
+
+
+def auto_attention(head_dim: int, dtype: Any) -> Literal["explicit", "cudnn"] | None:
+    """The attention core that `implementation="auto"` runs in this process for heads of
+    `head_dim` computed in `dtype`: "explicit", "cudnn", or None for
+    `jax.nn.dot_product_attention`'s own pick (item 1)."""
+    choice = for_default_backend().attention
+    if choice == "cudnn" and not cudnn_attention_runs(jax.devices()[0], head_dim, dtype):
+        return None
+    return None if choice == "xla" else choice
+
+
+def attention_compiled_for(platforms: Sequence[str]) -> Literal["explicit", "xla"]:
+    """The attention core that "auto" becomes in a program compiled for `platforms` ('cpu',
+    'gpu' or 'cuda', 'tpu', ...) rather than for this process's own devices: the trainer
+    planning a TPU step on a CPU host, or an exported model. It must lower for every one of
+    them, and cannot depend on a device this host does not have: "explicit" for CPU alone,
+    else "xla" (also for GPUs: whether one runs cuDNN's attention cannot be seen from here)."""
+    return "explicit" if set(platforms) == {"cpu"} else "xla"

@@ -42,7 +42,7 @@ def model_from_config(
     if platform not in (None, jax.default_backend()) and fields["attention_implementation"] == (
         "auto"
     ):
-        fields["attention_implementation"] = backend_tuning.for_platform(platform).attention
+        fields["attention_implementation"] = backend_tuning.attention_compiled_for([platform])
     return models.build_model(fields, num_classes=num_classes)
 
 
