@@ -1,43 +1,86 @@
 """bfloat16 training throughput and MFU: vit_jax against HF transformers' ViT in torch, same
-device, same run (issue 7's GPU goal: ViT-B/16 and L/16 at 224 on an H200, MFU >= 50%).
+device, same run (the GPU goal of issues 7 and 17: ViT-B/16 and L/16 at 224 on an H200, MFU
+>= 50% and ahead of torch).
 
-    python -m benchmarks.gpu_train --models ViT-B_16 ViT-L_16 --batch 256 [--json]
+    python -m benchmarks.gpu_train --models ViT-B_16 ViT-L_16 --batch 256 --spec_tflops 989
     python -m benchmarks.gpu_train --models ViT-Ti_16 --batch 2 --image_size 32  # CPU smoke run
 
-vit_jax: bfloat16 compute with float32 parameters (`get_model(..., dtype=bfloat16)`), one SGD
-step per call, for each attention implementation ("xla", and "cudnn" flash attention through
-`jax.nn.dot_product_attention` on NVIDIA GPUs). torch: the same architecture in HF's ViT
-(SDPA attention, bfloat16 autocast, float32 parameters), eager and `torch.compile`. The
-FLOPs per image are XLA's count of our step, whose last block computes the class token alone;
-HF's ViT computes the whole block (ViT-B/16 at 224: about 7% more), so torch's MFU here is a
-slight underestimate.
+vit_jax: bfloat16 compute with float32 parameters (`get_model(..., dtype=bfloat16)`).
+- "vit_jax step (xla | cudnn)": one plain SGD step per call (`model_throughput.train_step_fn`)
+  with that attention core: JAX's XLA attention, or cuDNN's flash attention (NVIDIA GPUs).
+- "vit_jax trainer": the trainer's own step at its defaults (`attention_implementation="auto"`,
+  cuDNN where it runs on a GPU; accumulation steps as the trainer picks them).
+torch: the same architecture in HF's ViT (SDPA attention, bfloat16 autocast, float32
+parameters), eager and `torch.compile`.
 
-MFU = the model's FLOPs per step (XLA's cost analysis of our step) / step time / peak. Two
-peaks: the in-run bfloat16 matmul peak (XLA's 8192^2 matmul on this device) and, if given,
-`--spec_tflops` (the vendor's dense bfloat16 figure; H200: 989).
+MFU = matmul FLOPs per step / step time / peak. The FLOPs are the matmuls of our step with XLA's
+attention, counted from its jaxpr (`vit_jax.plan.flops`): XLA's cost analysis of a compiled GPU
+program skips the cuBLAS and cuDNN calls. Our last block computes the class token alone; HF's
+ViT computes the whole block (ViT-B/16 at 224: about 7% more), so torch's MFU here is a slight
+underestimate. Two peaks: the in-run bfloat16 matmul peak (XLA's 8192^2 matmul on this device)
+and, if given, `--spec_tflops` (the vendor's dense bfloat16 figure; H200: 989).
+
+Each row is also printed to stderr as it is measured ("# measured: {...}"), so that a run cut
+short still reports.
 """
 
 from __future__ import annotations
 
+import json
+import os
+import sys
 import time
+
+# torch shares the device with JAX in this process: JAX must not take 75% of its memory up front.
+os.environ.setdefault("XLA_PYTHON_CLIENT_PREALLOCATE", "false")
 
 import jax
 import jax.numpy as jnp
 
 from benchmarks import common
-from benchmarks.model_throughput import random_params, time_train_step
+from benchmarks.model_throughput import (
+    abstract_step_args,
+    default_accum_steps,
+    random_params,
+    time_train_step,
+    time_trainer_step,
+    train_step_fn,
+)
 from benchmarks.torch_compare import torch_models
 from vit_jax import models
 
 
-def jax_step_seconds(name: str, batch: int, image_size: int, implementation: str):
-    model = models.get_model(
-        name, num_classes=1000, dtype=jnp.bfloat16, attention_implementation=implementation
-    )
+def _inputs(model, batch: int, image_size: int):
     params = random_params(model, image_size)
     images = jax.random.uniform(jax.random.key(2), (batch, image_size, image_size, 3), minval=-1)
     labels = jax.nn.one_hot(jnp.arange(batch) % 1000, 1000)
-    return time_train_step(model, params, images, labels)
+    return params, images, labels
+
+
+def _model(name: str, implementation: str):
+    return models.get_model(
+        name, num_classes=1000, dtype=jnp.bfloat16, attention_implementation=implementation
+    )
+
+
+def matmul_flops(name: str, batch: int, image_size: int) -> float:
+    """Matmul FLOPs of one plain training step with XLA's attention (traced, not compiled)."""
+    from vit_jax.plan.flops import step_flops
+
+    model = _model(name, "xla")
+    return float(step_flops(train_step_fn(model), *abstract_step_args(model, batch, image_size)))
+
+
+def jax_step_seconds(name: str, batch: int, image_size: int, implementation: str) -> float:
+    model = _model(name, implementation)
+    return time_train_step(model, *_inputs(model, batch, image_size))[0]
+
+
+def trainer_step_seconds(name: str, batch: int, image_size: int) -> float:
+    model = _model(name, "auto")
+    params, images, labels = _inputs(model, batch, image_size)
+    accum_steps = default_accum_steps(model, params, batch)
+    return time_trainer_step(model, params, images, labels, accum_steps)
 
 
 def torch_step_seconds(name: str, batch: int, image_size: int, compile_model: bool) -> float:
@@ -75,40 +118,55 @@ def main(argv=None) -> None:
     parser.add_argument("--batch", type=int, default=256)
     parser.add_argument("--spec_tflops", type=float, default=None)
     parser.add_argument("--no_torch", action="store_true")
+    parser.add_argument(
+        "--implementations", nargs="+", default=None, help="default: xla, and cudnn on GPUs"
+    )
     args = parser.parse_args(argv)
 
     on_gpu = jax.default_backend() == "gpu"
     peak = common.matmul_peak_gflops(jnp.bfloat16, size=8192 if on_gpu else 1024) * 1e9
-    implementations = ["xla", "cudnn"] if on_gpu else ["xla"]
+    print(f"# bf16 matmul peak: {peak / 1e12:.1f} TFLOP/s", file=sys.stderr, flush=True)
+    implementations = args.implementations or (["xla", "cudnn"] if on_gpu else ["xla"])
     rows = []
     for name in args.models:
-        timings = {}
-        flops = 0.0
-        for impl in implementations:
-            try:
-                seconds, flops = jax_step_seconds(name, args.batch, args.image_size, impl)
-            except Exception as error:  # e.g. cuDNN refusing these shapes: report, go on.
-                print(f"# {name} vit_jax ({impl}) failed: {type(error).__name__}: {error}")
-                continue
-            timings[f"vit_jax ({impl})"] = seconds
-        if not timings:
-            continue
+        try:
+            flops = matmul_flops(name, args.batch, args.image_size)
+        except Exception as error:  # Rows still report img/s; MFU needs the count.
+            print(f"# {name} FLOP count failed: {type(error).__name__}: {error}", file=sys.stderr)
+            flops = None
+        measurements = [
+            (f"vit_jax step ({impl})", jax_step_seconds, (impl,)) for impl in implementations
+        ]
+        measurements.append(("vit_jax trainer", trainer_step_seconds, ()))
         if not args.no_torch:
-            timings["torch eager"] = torch_step_seconds(name, args.batch, args.image_size, False)
-            timings["torch.compile"] = torch_step_seconds(name, args.batch, args.image_size, True)
-        ours = min(v for k, v in timings.items() if k.startswith("vit_jax"))
+            measurements += [
+                ("torch eager", torch_step_seconds, (False,)),
+                ("torch.compile", torch_step_seconds, (True,)),
+            ]
+        timings = {}
+        for label, measure, extra in measurements:
+            try:
+                seconds = measure(name, args.batch, args.image_size, *extra)
+            except Exception as error:  # e.g. cuDNN refusing a shape: report, go on.
+                print(f"# {name} {label} failed: {type(error).__name__}: {error}", file=sys.stderr)
+                continue
+            timings[label] = seconds
+            row = {"model": name, "implementation": label, "step_s": seconds}
+            print(f"# measured: {json.dumps(row)}", file=sys.stderr, flush=True)
+        ours = [v for k, v in timings.items() if k.startswith("vit_jax")]
         for label, seconds in timings.items():
+            rate = flops / seconds if flops else None  # FLOP/s
             row = {
                 "model": name,
                 "implementation": label,
                 "batch": args.batch,
                 "img_s": args.batch / seconds,
-                "tflop_s": flops / seconds / 1e12,
-                "mfu_vs_matmul_peak": flops / seconds / peak,
-                "best_vit_jax_vs_this": seconds / ours,
+                "tflop_s": rate and rate / 1e12,
+                "mfu_vs_matmul_peak": rate and rate / peak,
+                "best_vit_jax_vs_this": seconds / min(ours) if ours else None,
             }
             if args.spec_tflops:
-                row["mfu_vs_spec"] = flops / seconds / (args.spec_tflops * 1e12)
+                row["mfu_vs_spec"] = rate and rate / (args.spec_tflops * 1e12)
             rows.append(row)
     common.report(
         rows,

@@ -15,14 +15,24 @@ def test_report_rows_and_their_arithmetic(capsys):
     gpu_train.main(
         ["--models", "ViT-Ti_16", "--batch", "2", "--image_size", "32", "--no_torch", "--json"]
     )
-    report = json.loads(capsys.readouterr().out)
+    captured = capsys.readouterr()
+    report = json.loads(captured.out)
     assert report["image_size"] == 32 and report["environment"]["backend"] == "cpu"
-    (row,) = report["rows"]
-    assert (row["model"], row["implementation"], row["batch"]) == ("ViT-Ti_16", "vit_jax (xla)", 2)
-    assert row["best_vit_jax_vs_this"] == 1.0  # The one vit_jax row is the best one.
-    assert row["mfu_vs_matmul_peak"] == pytest.approx(
-        row["tflop_s"] / report["bf16_matmul_peak_tflop_s"]
+    row, trainer = report["rows"]
+    assert (row["model"], row["implementation"], row["batch"]) == (
+        "ViT-Ti_16",
+        "vit_jax step (xla)",
+        2,
     )
-    # XLA's FLOPs of the step, per image: the forward pass and its backward, about 3x forward.
+    assert trainer["implementation"] == "vit_jax trainer"
+    assert min(row["best_vit_jax_vs_this"], trainer["best_vit_jax_vs_this"]) == 1.0
+    for each in (row, trainer):
+        assert each["best_vit_jax_vs_this"] >= 1.0
+        assert each["mfu_vs_matmul_peak"] == pytest.approx(
+            each["tflop_s"] / report["bf16_matmul_peak_tflop_s"]
+        )
+    # Each row's progress line went to stderr as it was measured.
+    assert '"implementation": "vit_jax trainer"' in captured.err
+    # Matmul FLOPs of the step, per image: the forward pass and its backward, about 3x forward.
     flops_per_image = row["tflop_s"] / row["img_s"] * 1e12
     assert flops_per_image == pytest.approx(3 * forward_matmul_flops("ViT-Ti_16", 32), rel=0.2)
