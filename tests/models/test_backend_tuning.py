@@ -111,7 +111,8 @@ def test_auto_attention_is_the_backends_choice_where_it_runs(
         (["cpu"], "explicit"),
         (["tpu"], "xla"),
         (["gpu"], "xla"),  # Not "cudnn": whether that GPU runs it cannot be seen from here.
-        (["cpu", "cuda", "tpu"], "xla"),  # One program that lowers for each.
+        (["cpu", "cuda", "tpu"], "explicit"),  # Plain XLA operations: lowers for each.
+        (["cuda", "tpu"], "xla"),
     ],
 )
 def test_programs_for_other_devices_compile_a_portable_attention(platforms, want):
