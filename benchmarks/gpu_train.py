@@ -155,18 +155,22 @@ def main(argv=None) -> None:
             print(f"# measured: {json.dumps(row)}", file=sys.stderr, flush=True)
         ours = [v for k, v in timings.items() if k.startswith("vit_jax")]
         for label, seconds in timings.items():
-            rate = flops / seconds if flops else None  # FLOP/s
+            rate = None if flops is None else flops / seconds  # FLOP/s
+
+            def per(unit: float, rate=rate) -> float | None:
+                return None if rate is None else rate / unit
+
             row = {
                 "model": name,
                 "implementation": label,
                 "batch": args.batch,
                 "img_s": args.batch / seconds,
-                "tflop_s": rate and rate / 1e12,
-                "mfu_vs_matmul_peak": rate and rate / peak,
+                "tflop_s": per(1e12),
+                "mfu_vs_matmul_peak": per(peak),
                 "best_vit_jax_vs_this": seconds / min(ours) if ours else None,
             }
             if args.spec_tflops:
-                row["mfu_vs_spec"] = rate and rate / (args.spec_tflops * 1e12)
+                row["mfu_vs_spec"] = per(args.spec_tflops * 1e12)
             rows.append(row)
     common.report(
         rows,

@@ -7,11 +7,11 @@ compiled for other devices than this process's own (a TPU step planned on a CPU 
 exported model) asks `attention_compiled_for`, which needs no device to inspect. Every output
 is the same within float tolerance whichever choice is made (tested); only speed differs.
 
-Measured on one machine only: a 2-core AMD EPYC VM with AVX-512 (bf16) and a 32 MiB L3,
-jax/jaxlib 0.10.2, float32 unless said (benchmarks/RESULTS.md, "Session 2: micro-batched
-inference" and "What changed in the library"); and item 1's GPU choice on one NVIDIA H200
-(jax 0.11.2, RESULTS.md, "GPU"). Nothing here has been measured on a TPU, so it gets JAX's own
-defaults.
+The CPU choices were measured on one machine: a 2-core AMD EPYC VM with AVX-512 (bf16) and a
+32 MiB L3, jax/jaxlib 0.10.2, float32 unless said (benchmarks/RESULTS.md, "Session 2:
+micro-batched inference" and "What changed in the library"). Item 1's GPU choice was measured
+on NVIDIA H200s (jax 0.11.2, RESULTS.md, "GPU"). Nothing here has been measured on a TPU, so
+it gets JAX's own defaults.
 
 1. The attention core that `attention_implementation="auto"` runs.
    CPU: "explicit", a softmax attention with q, k and v laid out [B, H, N, K]. On ViT-B/16
@@ -25,9 +25,7 @@ defaults.
    one H200, one run each, the first three losses within 5e-4).
    The choice is made when the model is traced, for the process's default backend and its
    first device: a computation placed on another backend (`jax.default_device(cpu)` on a GPU
-   host) should set the implementation. Measured on one GPU only (multi-GPU meshes not yet),
-   and cuDNN's backward is not bit-for-bit deterministic run to run (XLA's attention is with
-   `--xla_gpu_deterministic_ops`): set "xla" where that matters.
+   host) should set the implementation. Measured on one GPU only (multi-GPU meshes not yet).
    TPU (and other accelerators): `jax.nn.dot_product_attention`. In a process whose default
    backend is that accelerator the model passes `implementation=None` (JAX's pick, which in
    jax 0.10.2 and 0.11.2 is its XLA path).
@@ -85,9 +83,8 @@ TRAIN_ACTIVATION_BYTES = 10 * 2**20
 class BackendChoices:
     """What the library does on one backend (see the module docstring for why)."""
 
-    # The attention core "auto" compiles to: "explicit", "cudnn" (where it runs, else as "xla"),
-    # or `jax.nn.dot_product_attention` ("xla" names it when compiling for another platform than
-    # the process's own).
+    # The attention core "auto" compiles to: "explicit", "cudnn" (where it runs, else JAX's own
+    # pick), or "xla": `jax.nn.dot_product_attention`, left to JAX (`auto_attention`).
     attention: Literal["explicit", "xla", "cudnn"]
     # Tokens per micro-batch of inference, or None for whole batches.
     micro_batch_tokens: int | None

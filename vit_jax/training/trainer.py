@@ -34,8 +34,8 @@ def model_from_config(
 
     `platform` ('cpu', 'gpu', 'tpu'): the devices the model will run on, when they are not
     this process's default backend (a TPU program compiled ahead of time on a CPU host); the
-    'auto' attention then becomes that platform's choice (`models.backend_tuning`), not the
-    host's.
+    'auto' attention then becomes one that needs no device to inspect
+    (`models.backend_tuning.attention_compiled_for`), not the host's choice.
     """
     fields = model_config.to_dict()
     fields["dtype"] = jnp.dtype(fields["dtype"])
