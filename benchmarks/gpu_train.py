@@ -41,6 +41,7 @@ from benchmarks import common
 from benchmarks.model_throughput import (
     abstract_step_args,
     default_accum_steps,
+    random_batch,
     random_params,
     time_train_step,
     time_trainer_step,
@@ -51,10 +52,7 @@ from vit_jax import models
 
 
 def _inputs(model, batch: int, image_size: int):
-    params = random_params(model, image_size)
-    images = jax.random.uniform(jax.random.key(2), (batch, image_size, image_size, 3), minval=-1)
-    labels = jax.nn.one_hot(jnp.arange(batch) % 1000, 1000)
-    return params, images, labels
+    return random_params(model, image_size), *random_batch(batch, image_size)
 
 
 def _model(name: str, implementation: str):

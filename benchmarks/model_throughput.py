@@ -30,6 +30,12 @@ def random_params(model, image_size: int, seed: int = 0):
     return {**params, "head": {**head, "kernel": kernel}}
 
 
+def random_batch(batch: int, image_size: int) -> tuple[jax.Array, jax.Array]:
+    """Random images in [-1, 1) `[batch, size, size, 3]` and one-hot labels `[batch, 1000]`."""
+    images = jax.random.uniform(jax.random.key(2), (batch, image_size, image_size, 3), minval=-1)
+    return images, jax.nn.one_hot(jnp.arange(batch) % 1000, 1000)
+
+
 def forward_fn(model, micro_batch: models.micro_batch.MicroBatch = None):
     """The jitted inference forward: `model.apply` on the whole batch (None), or the library's
     inference path `models.micro_batched_apply` ("auto": micro-batches on CPU, or a size)."""
@@ -131,15 +137,13 @@ def measure(
 ):
     model = models.get_model(name, num_classes=1000, dtype=dtype)
     params = random_params(model, image_size)
-    images = jax.random.uniform(jax.random.key(2), (batch, image_size, image_size, 3), minval=-1)
+    images, labels = random_batch(batch, image_size)
     if train and accum_steps:
-        labels = jax.nn.one_hot(jnp.arange(batch) % 1000, 1000)
         # FLOPs of the plain step: XLA's cost analysis counts the accumulation loop once.
         flops = common.compiled_flops(train_step_fn(model), params, images, labels)
         seconds = time_trainer_step(model, params, images, labels, accum_steps)
         logits = None
     elif train:
-        labels = jax.nn.one_hot(jnp.arange(batch) % 1000, 1000)
         seconds, flops = time_train_step(model, params, images, labels)
         logits = None
     else:

@@ -26,6 +26,7 @@ from benchmarks import common
 from benchmarks.model_throughput import (
     default_accum_steps,
     forward_fn,
+    random_batch,
     random_params,
     time_train_step,
     time_trainer_step,
@@ -109,8 +110,7 @@ def jax_timings(
 ) -> dict[str, float]:
     model = models.get_model("ViT-B_16", num_classes=1000, dtype=jnp.dtype(dtype))
     params = random_params(model, image_size)
-    images = jax.random.uniform(jax.random.key(2), (batch, image_size, image_size, 3), minval=-1)
-    labels = jax.nn.one_hot(jnp.arange(batch) % 1000, 1000)
+    images, labels = random_batch(batch, image_size)
     # The library's inference path (micro-batches on CPU), and one model.apply for reference.
     forward = forward_fn(model, "auto")
     whole = forward_fn(model)

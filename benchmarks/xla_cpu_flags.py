@@ -34,16 +34,18 @@ BASELINE = ""
 
 def child(batch: int, image_size: int, repeats: int) -> None:
     """Times the trainer's step at its defaults in this process; prints one JSON line."""
-    import jax
-    import jax.numpy as jnp
 
-    from benchmarks.model_throughput import default_accum_steps, random_params, time_trainer_step
+    from benchmarks.model_throughput import (
+        default_accum_steps,
+        random_batch,
+        random_params,
+        time_trainer_step,
+    )
     from vit_jax import models
 
     model = models.get_model("ViT-B_16", num_classes=1000)
     params = random_params(model, image_size)
-    images = jax.random.uniform(jax.random.key(2), (batch, image_size, image_size, 3), minval=-1)
-    labels = jax.nn.one_hot(jnp.arange(batch) % 1000, 1000)
+    images, labels = random_batch(batch, image_size)
     accum_steps = default_accum_steps(model, params, batch)
     seconds = time_trainer_step(
         model, params, images, labels, accum_steps, warmup=1, repeats=repeats
