@@ -86,22 +86,19 @@ def even_length_attention(
     (`key_value_seq_lengths`), so every real query attends to exactly its own keys.
     """
     batch, queries, keys = query.shape[0], query.shape[1], key.shape[1]
-    if queries % 2 == 0 and keys % 2 == 0:
-        return jax.nn.dot_product_attention(
-            query, key, value, scale=1.0, implementation=implementation
-        )
+    lengths = {}  # Even lengths: no padding, no mask.
+    if queries % 2 or keys % 2:
+        lengths = {
+            "query_seq_lengths": jnp.full((batch,), queries, jnp.int32),
+            "key_value_seq_lengths": jnp.full((batch,), keys, jnp.int32),
+        }
 
     def pad(x: jax.Array) -> jax.Array:
-        return jnp.pad(x, ((0, 0), (0, x.shape[1] % 2), (0, 0), (0, 0)))
+        odd = x.shape[1] % 2
+        return jnp.pad(x, ((0, 0), (0, 1), (0, 0), (0, 0))) if odd else x
 
     attended = jax.nn.dot_product_attention(
-        pad(query),
-        pad(key),
-        pad(value),
-        scale=1.0,
-        query_seq_lengths=jnp.full((batch,), queries, jnp.int32),
-        key_value_seq_lengths=jnp.full((batch,), keys, jnp.int32),
-        implementation=implementation,
+        pad(query), pad(key), pad(value), scale=1.0, implementation=implementation, **lengths
     )  # [B, Q rounded up to even, H, K]
     return attended[:, :queries]
 
