@@ -4,12 +4,16 @@ device, same run (the GPU goal of issues 7 and 17: ViT-B/16 and L/16 at 224 on a
 
     python -m benchmarks.gpu_train --models ViT-B_16 ViT-L_16 --batch 256 --spec_tflops 989
     python -m benchmarks.gpu_train --models ViT-Ti_16 --batch 2 --image_size 32  # CPU smoke run
+    python -m benchmarks.gpu_train --rows trainer --matmul_outputs float32  # one row, one setting
 
 vit_jax: bfloat16 compute with float32 parameters (`get_model(..., dtype=bfloat16)`).
 - "vit_jax step (xla | cudnn)": one plain SGD step per call (`model_throughput.train_step_fn`)
   with that attention core: JAX's XLA attention, or cuDNN's flash attention (NVIDIA GPUs).
 - "vit_jax trainer": the trainer's own step at its defaults (`attention_implementation="auto"`,
   cuDNN where it runs on a GPU; accumulation steps as the trainer picks them).
+`--matmul_outputs` sets the vit_jax rows' `matmul_outputs` (default "auto": bfloat16 on a GPU;
+`models.matmul`), so that each setting can be measured in a process of its own. `--rows` picks
+the rows (default: all).
 torch: the same architecture in HF's ViT (SDPA attention, bfloat16 autocast, float32
 parameters), eager and `torch.compile`.
 
@@ -49,15 +53,22 @@ from benchmarks.model_throughput import (
 )
 from benchmarks.torch_compare import torch_models
 from vit_jax import models
+from vit_jax.models.matmul import MATMUL_OUTPUTS
+
+ROWS = ("step", "trainer", "torch", "torch.compile")
 
 
 def _inputs(model, batch: int, image_size: int):
     return random_params(model, image_size), *random_batch(batch, image_size)
 
 
-def _model(name: str, implementation: str):
+def _model(name: str, implementation: str, matmul_outputs: str = "auto"):
     return models.get_model(
-        name, num_classes=1000, dtype=jnp.bfloat16, attention_implementation=implementation
+        name,
+        num_classes=1000,
+        dtype=jnp.bfloat16,
+        attention_implementation=implementation,
+        matmul_outputs=matmul_outputs,
     )
 
 
@@ -69,13 +80,15 @@ def matmul_flops(name: str, batch: int, image_size: int) -> float:
     return float(step_flops(train_step_fn(model), *abstract_step_args(model, batch, image_size)))
 
 
-def jax_step_seconds(name: str, batch: int, image_size: int, implementation: str) -> float:
-    model = _model(name, implementation)
+def jax_step_seconds(
+    name: str, batch: int, image_size: int, implementation: str, matmul_outputs: str
+) -> float:
+    model = _model(name, implementation, matmul_outputs)
     return time_train_step(model, *_inputs(model, batch, image_size))[0]
 
 
-def trainer_step_seconds(name: str, batch: int, image_size: int) -> float:
-    model = _model(name, "auto")
+def trainer_step_seconds(name: str, batch: int, image_size: int, matmul_outputs: str) -> float:
+    model = _model(name, "auto", matmul_outputs)
     params, images, labels = _inputs(model, batch, image_size)
     accum_steps = default_accum_steps(model, params, batch)
     return time_trainer_step(model, params, images, labels, accum_steps)
@@ -115,10 +128,14 @@ def main(argv=None) -> None:
     parser = common.model_parser(__doc__, ["ViT-B_16", "ViT-L_16"])
     parser.add_argument("--batch", type=int, default=256)
     parser.add_argument("--spec_tflops", type=float, default=None)
-    parser.add_argument("--no_torch", action="store_true")
+    parser.add_argument("--rows", nargs="+", choices=ROWS, default=list(ROWS))
     parser.add_argument(
-        "--implementations", nargs="+", default=None, help="default: xla, and cudnn on GPUs"
+        "--implementations",
+        nargs="+",
+        default=None,
+        help="the step rows' attention; default: xla, and cudnn on GPUs",
     )
+    parser.add_argument("--matmul_outputs", choices=MATMUL_OUTPUTS, default="auto")
     args = parser.parse_args(argv)
 
     on_gpu = jax.default_backend() == "gpu"
@@ -132,15 +149,19 @@ def main(argv=None) -> None:
         except Exception as error:  # Rows still report img/s; MFU needs the count.
             print(f"# {name} FLOP count failed: {type(error).__name__}: {error}", file=sys.stderr)
             flops = None
-        measurements = [
-            (f"vit_jax step ({impl})", jax_step_seconds, (impl,)) for impl in implementations
-        ]
-        measurements.append(("vit_jax trainer", trainer_step_seconds, ()))
-        if not args.no_torch:
+        outputs = args.matmul_outputs
+        measurements = []
+        if "step" in args.rows:
             measurements += [
-                ("torch eager", torch_step_seconds, (False,)),
-                ("torch.compile", torch_step_seconds, (True,)),
+                (f"vit_jax step ({impl})", jax_step_seconds, (impl, outputs))
+                for impl in implementations
             ]
+        if "trainer" in args.rows:
+            measurements.append(("vit_jax trainer", trainer_step_seconds, (outputs,)))
+        if "torch" in args.rows:
+            measurements.append(("torch eager", torch_step_seconds, (False,)))
+        if "torch.compile" in args.rows:
+            measurements.append(("torch.compile", torch_step_seconds, (True,)))
         timings = {}
         for label, measure, extra in measurements:
             try:
@@ -149,7 +170,13 @@ def main(argv=None) -> None:
                 print(f"# {name} {label} failed: {type(error).__name__}: {error}", file=sys.stderr)
                 continue
             timings[label] = seconds
-            row = {"model": name, "implementation": label, "step_s": seconds}
+            row = {
+                "model": name,
+                "implementation": label,
+                "step_s": seconds,
+            }
+            if label.startswith("vit_jax"):
+                row["matmul_outputs"] = outputs
             print(f"# measured: {json.dumps(row)}", file=sys.stderr, flush=True)
         ours = [v for k, v in timings.items() if k.startswith("vit_jax")]
         for label, seconds in timings.items():
@@ -173,7 +200,11 @@ def main(argv=None) -> None:
     common.report(
         rows,
         as_json=args.json,
-        header={"bf16_matmul_peak_tflop_s": peak / 1e12, "image_size": args.image_size},
+        header={
+            "bf16_matmul_peak_tflop_s": peak / 1e12,
+            "image_size": args.image_size,
+            "matmul_outputs": args.matmul_outputs,
+        },
     )
 
 

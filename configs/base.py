@@ -23,6 +23,10 @@ MODEL_EXTRAS = {
     # GPUs that run it, XLA's dot_product_attention elsewhere; models/backend_tuning.py), 'xla',
     # 'cudnn' (flash attention; NVIDIA GPUs, bfloat16/float16), 'explicit'.
     "attention_implementation": "auto",
+    # What a bfloat16/float16 model's weight matmuls return: 'float32' (kept until the bias and
+    # GELU), 'compute' (the compute dtype, as torch's autocast), 'auto' ('compute' on GPUs,
+    # 'float32' elsewhere; models/backend_tuning.py). Float32 models are the same either way.
+    "matmul_outputs": "auto",
 }
 
 

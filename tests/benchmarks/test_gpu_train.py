@@ -17,7 +17,20 @@ from tests.benchmarks.vit_flops import forward_matmul_flops
 
 def test_report_rows_and_their_arithmetic(capsys):
     gpu_train.main(
-        ["--models", "ViT-Ti_16", "--batch", "2", "--image_size", "32", "--no_torch", "--json"]
+        [
+            "--models",
+            "ViT-Ti_16",
+            "--batch",
+            "2",
+            "--image_size",
+            "32",
+            "--rows",
+            "step",
+            "trainer",
+            "--matmul_outputs",
+            "compute",
+            "--json",
+        ]
     )
     captured = capsys.readouterr()
     report = json.loads(captured.out)
@@ -29,6 +42,7 @@ def test_report_rows_and_their_arithmetic(capsys):
         2,
     )
     assert trainer["implementation"] == "vit_jax trainer"
+    assert report["matmul_outputs"] == "compute"
     assert min(row["best_vit_jax_vs_this"], trainer["best_vit_jax_vs_this"]) == 1.0
     for each in (row, trainer):
         assert each["best_vit_jax_vs_this"] >= 1.0
@@ -37,6 +51,7 @@ def test_report_rows_and_their_arithmetic(capsys):
         )
     # Each row's progress line went to stderr as it was measured.
     assert '"implementation": "vit_jax trainer"' in captured.err
+    assert '"matmul_outputs": "compute"' in captured.err
     # Matmul FLOPs of the step, per image: the forward pass and its backward, about 3x forward.
     flops_per_image = row["tflop_s"] / row["img_s"] * 1e12
     assert flops_per_image == pytest.approx(3 * forward_matmul_flops("ViT-Ti_16", 32), rel=0.2)

@@ -4,11 +4,13 @@ our logits."""
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 import sys
 import textwrap
 
 import jax
+import jax.numpy as jnp
 import numpy as np
 import pytest
 
@@ -96,6 +98,36 @@ def test_export_lowers_for_every_platform_whatever_auto_picks_on_this_host(
     )
     assert exported.platforms == ("cpu", "cuda", "tpu")
     np.testing.assert_allclose(exported.call(tiny.images), tiny.logits, atol=1e-5)
+
+
+# Weight matmuls of the tiny 'token' model: patch embedding, 2 layers of q/k/v (the last
+# block's query apart), out and 2 MLP, and the head.
+WEIGHT_MATMULS = 1 + 4 + 5 + 1
+
+
+@pytest.mark.parametrize(
+    "platforms, bf16", [(("cpu", "cuda", "tpu"), 0), (("cuda",), WEIGHT_MATMULS)]
+)
+def test_export_takes_the_matmul_outputs_of_its_platforms_not_the_hosts(
+    tiny_checkpoints, monkeypatch, platforms, bf16
+):
+    """A GPU host's "auto" matmul outputs are bfloat16; an export takes the choice of the
+    platforms it is for (`backend_tuning.matmul_outputs_compiled_for`): float32 unless every
+    one is a GPU (whose program then also keeps the attention's logits float32)."""
+    from vit_jax.models import backend_tuning
+
+    monkeypatch.setattr(backend_tuning, "for_default_backend", lambda: backend_tuning.GPU)
+    tiny = tiny_checkpoints("token")
+    config, image_size = tiny_models.TINY_CONFIGS["token"]
+    config = {**config, "dtype": jnp.bfloat16}
+    exported = exporter.export_model(
+        tiny.params, config, 5, (image_size, image_size), platforms=platforms
+    )
+    module = exported.mlir_module()
+    results = re.findall(r"stablehlo\.dot_general.*-> tensor<[^>]*x(bf16|f32)>", module)
+    assert len(results) >= WEIGHT_MATMULS and results.count("bf16") >= bf16, results
+    if not bf16:
+        assert set(results) == {"f32"}, results
 
 
 def test_user_errors_exit_2(tmp_path, capsys):

@@ -13,7 +13,10 @@ from vit_jax.models import backend_tuning
 def test_cpu_runs_explicit_attention_and_cache_sized_micro_batches():
     choices = backend_tuning.for_platform("cpu")
     assert choices == backend_tuning.BackendChoices(
-        attention="explicit", micro_batch_tokens=800, train_activation_bytes=10 * 2**20
+        attention="explicit",
+        micro_batch_tokens=800,
+        train_activation_bytes=10 * 2**20,
+        matmul_outputs="float32",
     )
     assert backend_tuning.TOKENS_PER_MICRO_BATCH == 800
     assert backend_tuning.TRAIN_ACTIVATION_BYTES == 10 * 2**20
@@ -50,13 +53,19 @@ def test_accelerators_train_whole_batches(platform):
 
 def test_tpus_keep_jax_defaults():
     assert backend_tuning.for_platform("tpu") == backend_tuning.BackendChoices(
-        attention="xla", micro_batch_tokens=None, train_activation_bytes=None
+        attention="xla",
+        micro_batch_tokens=None,
+        train_activation_bytes=None,
+        matmul_outputs="float32",
     )
 
 
-def test_gpus_run_cudnn_attention_on_whole_batches():
+def test_gpus_run_cudnn_attention_and_compute_dtype_matmuls_on_whole_batches():
     assert backend_tuning.for_platform("gpu") == backend_tuning.BackendChoices(
-        attention="cudnn", micro_batch_tokens=None, train_activation_bytes=None
+        attention="cudnn",
+        micro_batch_tokens=None,
+        train_activation_bytes=None,
+        matmul_outputs="compute",
     )
 
 
@@ -119,12 +128,31 @@ def test_programs_for_other_devices_compile_a_portable_attention(platforms, want
     assert backend_tuning.attention_compiled_for(platforms) == want
 
 
+@pytest.mark.parametrize(
+    "platforms, want",
+    [
+        (["cpu"], "float32"),
+        (["tpu"], "float32"),
+        (["gpu"], "compute"),
+        (["cuda"], "compute"),
+        (["cuda", "rocm"], "compute"),
+        (["cpu", "cuda", "tpu"], "float32"),  # One program for all: the CPU's and TPU's.
+        (["cuda", "tpu"], "float32"),
+        ([], "float32"),
+    ],
+)
+def test_programs_for_other_devices_take_gpu_matmul_outputs_only_for_gpus(platforms, want):
+    assert backend_tuning.matmul_outputs_compiled_for(platforms) == want
+
+
 def test_docstring_states_every_choice():
     doc = backend_tuning.__doc__
     assert "TOKENS_PER_MICRO_BATCH` = 800" in doc
     assert "`TRAIN_ACTIVATION_BYTES` = 10 MiB" in doc
     assert doc.count("TPU and GPU:") == 2  # Items 2 and 3: what accelerators get.
     assert 'GPU: "cudnn"' in doc and "TPU (and other accelerators):" in doc  # Item 1.
+    assert 'CPU: "float32"' in doc and 'GPU: "compute"' in doc  # Item 4.
+    assert 'TPU (and other accelerators): "float32"' in doc
     assert "benchmarks/RESULTS.md" in doc
 
 

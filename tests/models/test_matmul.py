@@ -1,5 +1,6 @@
 """Float32-accumulating matmuls: JAX's own gradient for float32, and a backward pass whose
-matmuls all take bfloat16 operands for bfloat16 compute."""
+matmuls all take bfloat16 operands for bfloat16 compute; "compute" outputs (the GPU's choice)
+return bfloat16 with JAX's own gradient."""
 
 import re
 
@@ -10,6 +11,7 @@ import numpy as np
 import pytest
 
 from tests.models import tiny
+from vit_jax.models import backend_tuning, matmul
 from vit_jax.models.matmul import _einsum_f32_low_precision_backward, einsum_f32, matmul_f32
 
 
@@ -130,3 +132,123 @@ def test_bfloat16_weight_gradient_stays_bfloat16_on_cpu():
     compiled = jax.jit(jax.grad(loss, (0, 1))).lower(x, kernel).compile().as_text()
     assert compiled.count(" dot(") == 2
     assert _float32_converts(compiled) == []
+
+
+SPECS = [("ti,io->to", (6, 4), (4, 5)), ("bhqs,bshk->bqhk", (2, 3, 5, 7), (2, 7, 3, 4))]
+
+
+@pytest.mark.parametrize(("spec", "lhs_shape", "rhs_shape"), SPECS)
+def test_compute_outputs_are_jaxs_own_low_precision_einsum(spec, lhs_shape, rhs_shape):
+    """ "compute": bfloat16 operands give JAX's bfloat16 einsum and its gradient; "float32" the
+    float32-accumulated output and custom gradient; float32 operands the same either way."""
+    lhs, rhs = _random(lhs_shape, 0), _random(rhs_shape, 1)
+    weights = _random(jnp.einsum(spec, lhs, rhs).shape, 2)
+    low = (lhs.astype(jnp.bfloat16), rhs.astype(jnp.bfloat16))
+
+    def grads(fn, a, b):
+        return jax.grad(lambda a, b: jnp.sum(fn(a, b).astype(jnp.float32) * weights), (0, 1))(a, b)
+
+    compute = lambda a, b: matmul.einsum(spec, a, b, "compute")
+    plain = lambda a, b: jnp.einsum(spec, a, b)
+    assert compute(*low).dtype == jnp.bfloat16
+    np.testing.assert_array_equal(compute(*low), plain(*low))
+    for got, want in zip(grads(compute, *low), grads(plain, *low)):
+        assert got.dtype == jnp.bfloat16
+        np.testing.assert_array_equal(got, want)
+
+    as_float32 = lambda a, b: matmul.einsum(spec, a, b, "float32")
+    assert as_float32(*low).dtype == jnp.float32
+    np.testing.assert_array_equal(as_float32(*low), einsum_f32(spec, *low))
+    # Float32 operands: one computation whatever the setting.
+    np.testing.assert_array_equal(compute(lhs, rhs), einsum_f32(spec, lhs, rhs))
+
+
+def test_auto_outputs_are_the_default_backends_choice(monkeypatch):
+    monkeypatch.setattr(backend_tuning, "for_default_backend", lambda: backend_tuning.CPU)
+    assert matmul.resolve_outputs("auto") == "float32"
+    for name, choices in (("gpu", backend_tuning.GPU), ("tpu", backend_tuning.ACCELERATOR)):
+        monkeypatch.setattr(backend_tuning, "for_default_backend", lambda c=choices: c)
+        assert matmul.resolve_outputs("auto") == choices.matmul_outputs
+        x, kernel = _random((3, 4), 0).astype(jnp.bfloat16), _random((4, 2), 1)
+        want = jnp.bfloat16 if name == "gpu" else jnp.float32
+        assert matmul.matmul(x, kernel.astype(jnp.bfloat16), "auto").dtype == want
+    assert matmul.resolve_outputs("float32") == "float32"  # Explicit settings are kept.
+
+
+def test_unknown_outputs_are_refused_with_the_choices():
+    from vit_jax.errors import ConfigError
+    from vit_jax.models import get_model
+
+    with pytest.raises(ConfigError, match=r"model\.matmul_outputs.*'float32', 'compute'"):
+        get_model("ViT-Ti_16", matmul_outputs="bfloat16")  # Refused before anything traces.
+    with pytest.raises(ValueError, match=r"Unknown matmul_outputs 'bf16'.*'compute'"):
+        matmul.resolve_outputs("bf16")
+    with pytest.raises(ValueError, match="Unknown matmul_outputs"):
+        matmul.dense_dot_general("bf16")
+
+
+@pytest.mark.parametrize(("outputs", "want"), [("float32", jnp.float32), ("compute", jnp.bfloat16)])
+def test_dense_dot_general_returns_the_chosen_dtype(outputs, want):
+    x = _random((2, 3, 4), 0).astype(jnp.bfloat16)
+    kernel = _random((4, 5), 1).astype(jnp.bfloat16)
+    dot_general = matmul.dense_dot_general(outputs)
+    got = dot_general(x, kernel, (((2,), (0,)), ((), ())))
+    assert got.dtype == want
+    np.testing.assert_allclose(
+        got.astype(jnp.float32), x.astype(jnp.float32) @ kernel.astype(jnp.float32), rtol=1e-2
+    )
+
+
+def _dot_output_dtypes(jaxpr) -> list[str]:
+    """The output dtype of every dot_general in a jaxpr, sub-jaxprs included."""
+    found = []
+    for eqn in jaxpr.eqns:
+        if eqn.primitive.name == "dot_general":
+            found.append(str(eqn.outvars[0].aval.dtype))
+        for sub in jax.extend.core.jaxprs_in_params(eqn.params):
+            found += _dot_output_dtypes(sub)
+    return found
+
+
+@pytest.mark.parametrize("classifier", ["token", "pre_logits"])
+def test_model_matmul_outputs_reach_every_matmul(classifier, monkeypatch):
+    """`VisionTransformer.matmul_outputs` (config key `model.matmul_outputs`): "compute" makes
+    every weight matmul of a bfloat16 model return bfloat16 (patch embedding, projections, MLP,
+    pre-logits, head), "float32" every one float32, "auto" is the CPU's "float32" here; no
+    parameter changes, and the gradients stay as close to float32 ones as before."""
+    # The CPU's choices ("auto": float32 outputs, the explicit attention core) on any host.
+    monkeypatch.setattr(backend_tuning, "for_default_backend", lambda: backend_tuning.CPU)
+    model32, image_size = tiny.build(classifier)
+    model16, _ = tiny.build(classifier, dtype=jnp.bfloat16)
+    params = tiny.random_params(model32, image_size)
+    images = tiny.random_images(image_size)
+
+    def loss(model):
+        return lambda p: jnp.mean(model.apply({"params": p}, images).astype(jnp.float32) ** 2)
+
+    flat = lambda tree: jnp.concatenate(
+        [g.astype(jnp.float32).ravel() for g in jax.tree.leaves(tree)]
+    )
+    grads32 = flat(jax.grad(loss(model32))(params))
+    outputs = {}
+    for setting, want in (("compute", "bfloat16"), ("float32", "float32"), ("auto", "float32")):
+        model = model16.clone(matmul_outputs=setting)
+        forward = jax.make_jaxpr(lambda p, m=model: m.apply({"params": p}, images))(params).jaxpr
+        dtypes = _dot_output_dtypes(forward)
+        # The attention core's two matmuls per layer (logits, weighted values) are not the
+        # model's projections: the CPU's explicit core keeps them in float32 either way.
+        core = 2 * tiny.TRANSFORMER["num_layers"]
+        assert dtypes.count("float32") == (core if want == "bfloat16" else len(dtypes)), dtypes
+        assert dtypes.count(want) == len(dtypes) - (core if want == "bfloat16" else 0) >= 9
+        grads = flat(jax.grad(loss(model))(params))
+        assert float(jnp.linalg.norm(grads - grads32) / jnp.linalg.norm(grads32)) < 0.03
+        outputs[setting] = (model.apply({"params": params}, images), grads)
+        assert jax.tree.structure(model.init(jax.random.key(0), images)) == jax.tree.structure(
+            model32.init(jax.random.key(0), images)
+        )
+    for got, want in zip(outputs["auto"], outputs["float32"]):  # "auto" here is "float32".
+        np.testing.assert_array_equal(got, want)
+    # A float32 model is one computation whatever the setting.
+    want = model32.apply({"params": params}, images)
+    got = model32.clone(matmul_outputs="compute").apply({"params": params}, images)
+    np.testing.assert_array_equal(got, want)

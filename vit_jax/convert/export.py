@@ -39,8 +39,8 @@ def export_model(
 
     `params` is the model's nested tree. With `params_as_input`, the function takes the flat
     `{'/'-joined key: array}` dict first, else the weights are constants of the module. The
-    "auto" attention becomes one that lowers for every platform, whatever this host is
-    (`backend_tuning.attention_compiled_for`).
+    "auto" attention and matmul outputs become choices for `platforms`, whatever this host is
+    (`backend_tuning.attention_compiled_for`, `matmul_outputs_compiled_for`).
     """
     from vit_jax.checkpoint import layout
     from vit_jax.models import backend_tuning, build_model
@@ -50,6 +50,8 @@ def export_model(
         model = model.clone(
             attention_implementation=backend_tuning.attention_compiled_for(platforms)
         )
+    if model.matmul_outputs == "auto":
+        model = model.clone(matmul_outputs=backend_tuning.matmul_outputs_compiled_for(platforms))
     (batch,) = jax.export.symbolic_shape("b")
     images = jax.ShapeDtypeStruct((batch, *image_size, 3), jnp.float32)
     if params_as_input:

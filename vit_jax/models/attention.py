@@ -8,7 +8,9 @@ The computation is arranged for speed without changing that layout: the three in
 projections run as one `[D, 3 * heads * head_dim]` matmul whose kernel is concatenated at trace
 time, and the `1 / sqrt(head_dim)` scale is folded into the query kernel and bias. Matmuls
 accumulate in float32 (`preferred_element_type`) and the softmax runs in float32, also for
-bfloat16 compute; their backward passes run in the compute dtype (`vit_jax.models.matmul`).
+bfloat16 compute. `matmul_outputs="compute"` (the GPU's choice) returns the projections in the
+compute dtype instead; the softmax stays float32 either way. The matmuls' backward passes run
+in the compute dtype (`vit_jax.models.matmul`).
 
 The attention core (`implementation`): "auto" (default) takes the default backend's choice in
 `vit_jax.models.backend_tuning` (the explicit softmax attention of
@@ -35,7 +37,7 @@ import numpy as np
 
 from vit_jax.models import backend_tuning
 from vit_jax.models.attention_core import explicit_attention, packed_attention
-from vit_jax.models.matmul import einsum_f32, matmul_f32
+from vit_jax.models.matmul import MatmulOutputs, einsum_f32, matmul
 
 Dtype = Any
 Implementation = Literal["auto", "xla", "cudnn", "explicit"]
@@ -67,10 +69,11 @@ class _Projection(nn.Module):
         return kernel, bias
 
 
-def _dense(x: jax.Array, kernel: jax.Array, bias: jax.Array) -> jax.Array:
-    """`x [..., I] @ kernel [I, O] + bias [O]` in x's dtype, accumulating in float32."""
-    y = matmul_f32(x, kernel.astype(x.dtype))
-    return (y + bias).astype(x.dtype)
+def _dense(x: jax.Array, kernel: jax.Array, bias: jax.Array, outputs: MatmulOutputs) -> jax.Array:
+    """`x [..., I] @ kernel [I, O] + bias [O]` in x's dtype, accumulating in float32; the bias is
+    added in float32 or in x's dtype, as `outputs` says (`models.matmul`)."""
+    y = matmul(x, kernel.astype(x.dtype), outputs)
+    return (y + bias.astype(y.dtype)).astype(x.dtype)
 
 
 def even_length_attention(
@@ -111,6 +114,7 @@ class SelfAttention(nn.Module):
     dtype: Dtype = jnp.float32
     dropout_rate: float = 0.0  # Attention-weight dropout (training only).
     implementation: Implementation = "auto"  # See the module docstring.
+    matmul_outputs: MatmulOutputs = "auto"  # Projections' output dtype (`models.matmul`).
 
     @nn.compact
     def __call__(
@@ -145,7 +149,9 @@ class SelfAttention(nn.Module):
             """`[B, T, D] -> [B, T, len(parts), H, K]`."""
             kernel = jnp.concatenate([w for w, _ in parts], axis=1)  # [D, P*H, K]
             bias = jnp.concatenate([b for _, b in parts], axis=0)  # [P*H, K]
-            out = _dense(tokens, kernel.reshape(width, -1), bias.reshape(-1))  # [B, T, P*H*K]
+            out = _dense(
+                tokens, kernel.reshape(width, -1), bias.reshape(-1), self.matmul_outputs
+            )  # [B, T, P*H*K]
             return out.reshape(*tokens.shape[:2], len(parts), heads, head_dim)
 
         x = x.astype(self.dtype)
@@ -184,4 +190,6 @@ class SelfAttention(nn.Module):
                 )  # [B, N or Q, H, K]
 
         attended = attended.reshape(batch, query.shape[1], width)  # [B, N or Q, H*K]
-        return _dense(attended, out_w.reshape(width, width), out_b)  # [B, N or Q, D]
+        return _dense(
+            attended, out_w.reshape(width, width), out_b, self.matmul_outputs
+        )  # [B, N or Q, D]

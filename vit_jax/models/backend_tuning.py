@@ -1,11 +1,13 @@
 """Every choice the library makes by backend (CPU, GPU, TPU), and the measurement behind it.
 
 Nothing else in vit_jax branches on the backend: the attention core (`models.attention`, via
-`auto_attention`), the micro-batched inference (`models.micro_batch`) and the trainer
-(`training.trainer`, which asks for the platform of its mesh's devices) ask here. A program
-compiled for other devices than this process's own (a TPU step planned on a CPU host, an
-exported model) asks `attention_compiled_for`, which needs no device to inspect. Every output
-is the same within float tolerance whichever choice is made (tested); only speed differs.
+`auto_attention`), the matmuls' output dtype (`models.matmul.resolve_outputs`), the
+micro-batched inference (`models.micro_batch`) and the trainer (`training.trainer`, which asks
+for the platform of its mesh's devices) ask here. A program compiled for other devices than
+this process's own (a TPU step planned on a CPU host, an exported model) asks
+`attention_compiled_for` and `matmul_outputs_compiled_for`, which need no device to inspect.
+Every output is the same within float tolerance whichever choice is made (tested); only speed
+differs.
 
 The CPU choices were measured on one machine: a 2-core AMD EPYC VM with AVX-512 (bf16) and a
 32 MiB L3, jax/jaxlib 0.10.2, float32 unless said (benchmarks/RESULTS.md, "Session 2:
@@ -49,9 +51,10 @@ it gets JAX's own defaults.
    (one forward and backward pass each), not by a loop inside the model.
    CPU: the fewest micro-batches for which one layer's widest activation, the MLP's hidden
    layer (images x tokens x mlp_dim x 4 bytes per device: the layer's matmul returns float32
-   also for bfloat16 compute), stays within `TRAIN_ACTIVATION_BYTES` = 10 MiB: ViT-B/16 at
-   224 px trains in micro-batches of 4 images (9.7 MB), in float32 and in bfloat16; the
-   digits model (17 tokens, width 128) never splits. Measured on the trainer's step (RESULTS.md,
+   also for bfloat16 compute, the CPU's matmul outputs of item 4), stays within
+   `TRAIN_ACTIVATION_BYTES` = 10 MiB: ViT-B/16 at 224 px trains in micro-batches of 4 images
+   (9.7 MB), in float32 and in bfloat16; the digits model (17 tokens, width 128) never
+   splits. Measured on the trainer's step (RESULTS.md,
    "Class token only in the last block; micro-batches of 4 images"), img/s by images per
    micro-batch:
    float32 batch 8: 1.62-1.65 (8), 1.70-1.74 (4), 1.74-1.76 (2); bfloat16 batch 8: 2.62-2.71
@@ -62,6 +65,23 @@ it gets JAX's own defaults.
    only; other shapes follow the same byte budget unmeasured (B/16 at 384 px: 1 image, L/16
    at 224 px: 3).
    TPU and GPU: whole batches (one micro-batch).
+
+4. The dtype a bfloat16 (or float16) model's matmuls return (`matmul_outputs="auto"`,
+   `models.matmul.resolve_outputs`). Both accumulate in float32; the question is whether the
+   product is rounded to the compute dtype before the bias, GELU and residual additions
+   ("compute", as Flax's own `nn.Dense` and torch's autocast do) or kept in float32 until then
+   ("float32"). Float32 models are the same either way.
+   CPU: "float32". XLA:CPU converts both operands of a bfloat16 -> bfloat16 matmul to float32
+   first, so only the float32-output form runs at bfloat16 speed (`models.matmul`).
+   GPU: "compute": half the bytes through every elementwise fusion and reduction around the
+   matmuls, and JAX's own gradient (no unit-axis rewriting for XLA:CPU). The trainer's
+   bfloat16 step at batch 256 on one H200 (each setting in a process of its own, same machine,
+   two runs each for ViT-B/16): ViT-B/16 3733 and 3734 img/s against 3323 and 3347 with
+   "float32" (1.12x); ViT-L/16 1002 against 943 (1.06x) (RESULTS.md, "GPU").
+   "compute" is also what AMD GPUs get (the same reasoning; not measured on one).
+   TPU (and other accelerators): "float32", as before; nothing measured.
+   Compiled for other devices (`matmul_outputs_compiled_for`): the targets' choice where they
+   all agree (every one a GPU: "compute"), else "float32".
 """
 
 from __future__ import annotations
@@ -90,6 +110,8 @@ class BackendChoices:
     micro_batch_tokens: int | None
     # Bytes of the MLP activation per training micro-batch and device, or None: whole batches.
     train_activation_bytes: int | None
+    # What a low-precision model's matmuls return: "float32", or "compute" (its dtype); item 4.
+    matmul_outputs: Literal["float32", "compute"]
 
     def train_accum_steps(
         self, images: int, tokens_per_image: int, mlp_dim: int, itemsize: int
@@ -114,11 +136,23 @@ CPU = BackendChoices(
     attention="explicit",
     micro_batch_tokens=TOKENS_PER_MICRO_BATCH,
     train_activation_bytes=TRAIN_ACTIVATION_BYTES,
+    matmul_outputs="float32",
 )
-# GPUs: cuDNN's flash attention where it runs (item 1), whole batches.
-GPU = BackendChoices(attention="cudnn", micro_batch_tokens=None, train_activation_bytes=None)
+# GPUs: cuDNN's flash attention where it runs (item 1), whole batches, compute-dtype matmul
+# outputs (item 4).
+GPU = BackendChoices(
+    attention="cudnn",
+    micro_batch_tokens=None,
+    train_activation_bytes=None,
+    matmul_outputs="compute",
+)
 # TPU and any other accelerator: JAX's defaults, nothing measured to beat them.
-ACCELERATOR = BackendChoices(attention="xla", micro_batch_tokens=None, train_activation_bytes=None)
+ACCELERATOR = BackendChoices(
+    attention="xla", micro_batch_tokens=None, train_activation_bytes=None, matmul_outputs="float32"
+)
+
+# What `jax.export` calls the GPU platforms, as `Device.platform` names them.
+GPU_PLATFORM_NAMES = {"cuda": "gpu", "rocm": "gpu"}
 
 # cuDNN's fused attention: compute capability 8.0 (Ampere) or later, head_dim a multiple of 8
 # up to 128 (jax 0.11's checks; Hopper with cuDNN >= 9.5 takes up to 256, not relied on here).
@@ -171,3 +205,11 @@ def attention_compiled_for(platforms: Sequence[str]) -> Literal["explicit", "xla
     among them (measured faster there, and plain XLA operations on any other platform), else
     "xla" (also for GPUs: whether one runs cuDNN's attention cannot be seen from here)."""
     return "explicit" if "cpu" in platforms else "xla"
+
+
+def matmul_outputs_compiled_for(platforms: Sequence[str]) -> Literal["float32", "compute"]:
+    """What "auto" matmul outputs become in a program compiled for `platforms` ('cpu', 'gpu',
+    'cuda', 'rocm', 'tpu', ...) rather than for this process's own devices (item 4): their
+    choice where every one makes the same, else "float32" (the CPU's and TPU's)."""
+    choices = {for_platform(GPU_PLATFORM_NAMES.get(p, p)).matmul_outputs for p in platforms}
+    return choices.pop() if len(choices) == 1 else "float32"

@@ -15,7 +15,7 @@ import jax
 import jax.numpy as jnp
 
 from vit_jax.models.attention import Implementation, SelfAttention
-from vit_jax.models.matmul import dot_general_f32
+from vit_jax.models.matmul import MatmulOutputs, dense_dot_general
 
 Dtype = Any
 
@@ -35,12 +35,14 @@ def block_name(layer: int) -> str:
 class MlpBlock(nn.Module):
     """Dense -> tanh-GELU -> Dense, `[B, N, D] -> [B, N, D]`.
 
-    Bias and GELU are applied to the float32 matmul output, then cast to the compute dtype.
+    Bias and GELU are applied to the float32 matmul output, then cast to the compute dtype;
+    with "compute" `matmul_outputs` (the GPU's choice) to the compute-dtype output.
     """
 
     mlp_dim: int
     dtype: Dtype = jnp.float32
     dropout_rate: float = 0.0
+    matmul_outputs: MatmulOutputs = "auto"  # See `models.matmul`.
 
     @nn.compact
     def __call__(self, x: jax.Array, *, deterministic: bool = True) -> jax.Array:
@@ -50,10 +52,10 @@ class MlpBlock(nn.Module):
             dtype=self.dtype,
             kernel_init=nn.initializers.xavier_uniform(),
             bias_init=nn.initializers.normal(stddev=1e-6),
-            dot_general=dot_general_f32,
+            dot_general=dense_dot_general(self.matmul_outputs),
             name=name,
         )
-        x = dense(self.mlp_dim, "Dense_0")(x)  # [B, N, M], float32
+        x = dense(self.mlp_dim, "Dense_0")(x)  # [B, N, M], float32 or the compute dtype
         # The published models use the tanh approximation.
         x = nn.gelu(x, approximate=True).astype(self.dtype)
         x = nn.Dropout(rate=self.dropout_rate)(x, deterministic=deterministic)
@@ -86,6 +88,7 @@ class EncoderBlock(nn.Module):
     attention_dropout_rate: float = 0.0
     drop_path_rate: float = 0.0
     attention_implementation: Implementation = "auto"  # See `SelfAttention`.
+    matmul_outputs: MatmulOutputs = "auto"  # See `models.matmul`.
 
     @nn.compact
     def __call__(
@@ -104,6 +107,7 @@ class EncoderBlock(nn.Module):
             dtype=self.dtype,
             dropout_rate=self.attention_dropout_rate,
             implementation=self.attention_implementation,
+            matmul_outputs=self.matmul_outputs,
             name="MultiHeadDotProductAttention_1",
         )(y, deterministic=deterministic, num_queries=num_outputs)  # [B, N or Q, D]
         y = nn.Dropout(rate=self.dropout_rate)(y, deterministic=deterministic)
@@ -116,6 +120,7 @@ class EncoderBlock(nn.Module):
             mlp_dim=self.mlp_dim,
             dtype=self.dtype,
             dropout_rate=self.dropout_rate,
+            matmul_outputs=self.matmul_outputs,
             name="MlpBlock_3",
         )(y, deterministic=deterministic)  # [B, N or Q, D]
         return x + drop_path(self, y, rate, deterministic)
@@ -153,6 +158,7 @@ class Encoder(nn.Module):
     remat: bool = False
     scan_layers: bool = False
     attention_implementation: Implementation = "auto"
+    matmul_outputs: MatmulOutputs = "auto"
 
     @nn.compact
     def __call__(
@@ -185,6 +191,7 @@ class Encoder(nn.Module):
             attention_dropout_rate=self.attention_dropout_rate,
             drop_path_rate=rate,
             attention_implementation=self.attention_implementation,
+            matmul_outputs=self.matmul_outputs,
             name=name,
         )
         rates = [self.stoch_depth * i / max(self.num_layers - 1, 1) for i in range(self.num_layers)]

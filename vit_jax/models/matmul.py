@@ -13,14 +13,27 @@ bfloat16 training step was 1.31x slower for it (ViT-B/16, batch 8).
 Float32 operands take the plain `jnp.einsum` (JAX's own gradient, which is already all
 float32, and forward-mode differentiation keeps working); only other dtypes take the custom
 VJP, which supports reverse mode (`jax.grad`, `jax.vjp`) only.
+
+That is the "float32" form of the models' matmuls. The other, "compute", returns the operands'
+dtype (rounded after the float32 accumulation), as Flax's `nn.Dense` and torch's autocast do,
+with JAX's own gradient; it is the GPU's choice. `matmul_outputs="auto"` takes the default
+backend's (`models.backend_tuning`, item 4; `resolve_outputs`), and `einsum`, `matmul` and
+`dense_dot_general` run the chosen form.
 """
 
 from __future__ import annotations
 
 import functools
+from typing import Literal, get_args
 
 import jax
 import jax.numpy as jnp
+
+from vit_jax.errors import ConfigError
+from vit_jax.models import backend_tuning
+
+MatmulOutputs = Literal["auto", "float32", "compute"]
+MATMUL_OUTPUTS: tuple[MatmulOutputs, ...] = get_args(MatmulOutputs)
 
 
 def _operand_specs(spec: str) -> tuple[str, str, str]:
@@ -29,8 +42,9 @@ def _operand_specs(spec: str) -> tuple[str, str, str]:
     for name, operand, others in (("first", lhs, rhs + output), ("second", rhs, lhs + output)):
         if "." in spec or len(set(operand)) != len(operand) or not set(operand) <= set(others):
             raise ValueError(
-                f"einsum_f32 takes two-operand einsums whose every index of the {name} operand "
-                f"also appears in the other operand or the output, without '...'; got {spec!r}."
+                f"einsum_f32 and einsum take two-operand einsums whose every index of the {name} "
+                f"operand also appears in the other operand or the output, without '...'; got "
+                f"{spec!r}."
             )
     return lhs, rhs, output
 
@@ -97,8 +111,7 @@ _einsum_f32_low_precision_backward.defvjp(_einsum_f32_fwd, _einsum_f32_bwd)
 
 def matmul_f32(x: jax.Array, kernel: jax.Array) -> jax.Array:
     """`x [..., I] @ kernel [I, O] -> [..., O]` in float32; see the module."""
-    flat = x.reshape(-1, x.shape[-1])  # [T, I]
-    return einsum_f32("ti,io->to", flat, kernel).reshape(*x.shape[:-1], kernel.shape[-1])
+    return matmul(x, kernel, "float32")
 
 
 def dot_general_f32(
@@ -125,3 +138,55 @@ def dot_general_f32(
     return jax.lax.dot_general(
         lhs, rhs, dimension_numbers, precision=precision, preferred_element_type=jnp.float32
     )
+
+
+def check_outputs(outputs: str) -> None:
+    """Raises a ConfigError naming the choices unless `outputs` is one of them."""
+    if outputs not in MATMUL_OUTPUTS:
+        raise ConfigError(
+            f"Unknown matmul_outputs {outputs!r} (config key model.matmul_outputs); expected "
+            f"one of {MATMUL_OUTPUTS}: 'float32' keeps a bfloat16 model's matmul outputs in "
+            "float32 until the bias and activation, 'compute' returns them in the compute "
+            "dtype, 'auto' takes the backend's choice (models/backend_tuning.py)."
+        )
+
+
+def resolve_outputs(outputs: MatmulOutputs) -> Literal["float32", "compute"]:
+    """`outputs` with "auto" replaced by the default backend's choice (see the module)."""
+    check_outputs(outputs)
+    return backend_tuning.for_default_backend().matmul_outputs if outputs == "auto" else outputs
+
+
+def _in_compute_dtype(outputs: MatmulOutputs, *operands: jax.Array) -> bool:
+    """Whether a matmul of `operands` returns their own low-precision dtype."""
+    float32 = all(x.dtype == jnp.float32 for x in operands)
+    return resolve_outputs(outputs) == "compute" and not float32
+
+
+def einsum(spec: str, lhs: jax.Array, rhs: jax.Array, outputs: MatmulOutputs) -> jax.Array:
+    """`jnp.einsum(spec, lhs, rhs)` accumulated in float32 and returned in float32
+    (`einsum_f32`) or, with "compute" outputs, in the operands' dtype (JAX's own einsum)."""
+    if _in_compute_dtype(outputs, lhs, rhs):
+        _operand_specs(spec)  # The same einsums in both forms, so a switch cannot break a caller.
+        return jnp.einsum(spec, lhs, rhs)
+    return einsum_f32(spec, lhs, rhs)
+
+
+def matmul(x: jax.Array, kernel: jax.Array, outputs: MatmulOutputs) -> jax.Array:
+    """`x [..., I] @ kernel [I, O] -> [..., O]`, returned as `outputs` says (`einsum`)."""
+    flat = x.reshape(-1, x.shape[-1])  # [T, I]
+    return einsum("ti,io->to", flat, kernel, outputs).reshape(*x.shape[:-1], kernel.shape[-1])
+
+
+def dense_dot_general(outputs: MatmulOutputs):
+    """A `dot_general` for `nn.Dense(dot_general=...)` that returns what `outputs` says:
+    `dot_general_f32`, or `lax.dot_general` in the operands' dtype (Flax's own) for "compute"
+    outputs of low-precision operands."""
+    check_outputs(outputs)  # An unknown value fails when the module is traced, not later.
+
+    def dot_general(lhs, rhs, dimension_numbers, precision=None, preferred_element_type=None):
+        if _in_compute_dtype(outputs, lhs, rhs):
+            return jax.lax.dot_general(lhs, rhs, dimension_numbers, precision=precision)
+        return dot_general_f32(lhs, rhs, dimension_numbers, precision, preferred_element_type)
+
+    return dot_general

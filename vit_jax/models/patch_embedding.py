@@ -19,7 +19,7 @@ import jax
 import jax.numpy as jnp
 from jax.sharding import NamedSharding, PartitionSpec
 
-from vit_jax.models.matmul import matmul_f32
+from vit_jax.models.matmul import MatmulOutputs, matmul
 
 Dtype = Any
 
@@ -49,12 +49,14 @@ def _reshape_keeping_batch(x: jax.Array, shape: tuple[int, ...]) -> jax.Array:
 
 
 class PatchEmbedding(nn.Module):
-    """`[B, H, W, C] -> [B, H // ph, W // pw, D]` in float32 (accumulated in float32 also for
-    bfloat16 compute), the output of the published `embedding` convolution."""
+    """`[B, H, W, C] -> [B, H // ph, W // pw, D]`, the output of the published `embedding`
+    convolution: in float32 (accumulated in float32 also for bfloat16 compute), or in the
+    compute dtype with "compute" `matmul_outputs` (`models.matmul`)."""
 
     features: int
     patch: tuple[int, int]
     dtype: Dtype = jnp.float32
+    matmul_outputs: MatmulOutputs = "auto"
 
     @nn.compact
     def __call__(self, images: jax.Array) -> jax.Array:
@@ -65,4 +67,5 @@ class PatchEmbedding(nn.Module):
         bias = self.param("bias", nn.initializers.zeros, (self.features,))
         patches = patchify(images.astype(self.dtype), self.patch)  # [B, gh, gw, ph*pw*C]
         flat_kernel = kernel.reshape(ph * pw * channels, self.features).astype(self.dtype)
-        return matmul_f32(patches, flat_kernel) + bias  # [B, gh, gw, D]
+        embedded = matmul(patches, flat_kernel, self.matmul_outputs)  # [B, gh, gw, D]
+        return embedded + bias.astype(embedded.dtype)

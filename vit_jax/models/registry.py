@@ -14,6 +14,7 @@ from typing import Any, NamedTuple
 
 import ml_collections
 
+from vit_jax.models.matmul import check_outputs
 from vit_jax.models.vit import VisionTransformer
 
 
@@ -141,6 +142,7 @@ def build_model(config: Any, num_classes: int | None) -> VisionTransformer:
         if config.get(field) is not None:
             config[field] = ml_collections.FrozenConfigDict(dict(config[field]))
     config.setdefault("num_classes", num_classes)
+    check_outputs(config.get("matmul_outputs", "auto"))  # Before anything is traced.
     known = set(VisionTransformer.__dataclass_fields__) - {"parent", "name"}
     unknown = set(config) - known
     if unknown:

@@ -23,7 +23,7 @@ import jax.numpy as jnp
 from vit_jax.errors import ConfigError
 from vit_jax.models.attention import Implementation
 from vit_jax.models.encoder import NUMBERED_BLOCK, STACKED_BLOCK, Encoder
-from vit_jax.models.matmul import dot_general_f32
+from vit_jax.models.matmul import MatmulOutputs, dense_dot_general
 from vit_jax.models.patch_embedding import PatchEmbedding
 from vit_jax.models.resnet import resnet_stem
 
@@ -44,7 +44,9 @@ class VisionTransformer(nn.Module):
     `remat` and `scan_layers` trade compute for memory and compile time (see `Encoder`).
     `attention_implementation` picks the attention core ("auto", "xla", "cudnn" for cuDNN
     flash attention on NVIDIA GPUs with bfloat16/float16 compute, "explicit"; see
-    `SelfAttention`); it changes no parameter.
+    `SelfAttention`); `matmul_outputs` whether a bfloat16 model's weight matmuls (patch embedding,
+    projections, MLP, pre-logits, head) return float32 or bfloat16 ("auto", "float32",
+    "compute"; `models.matmul`). Neither changes a parameter.
     """
 
     num_classes: int | None
@@ -61,6 +63,7 @@ class VisionTransformer(nn.Module):
     remat: bool = False
     scan_layers: bool = False
     attention_implementation: Implementation = "auto"
+    matmul_outputs: MatmulOutputs = "auto"
 
     def forward_features(
         self, inputs: jax.Array, *, train: bool, num_outputs: int | None = None
@@ -80,7 +83,13 @@ class VisionTransformer(nn.Module):
                 x, tuple(self.resnet["num_layers"]), self.resnet["width_factor"], self.dtype
             )  # [B, H/s, W/s, C]
         patch = tuple(self.patches["size"])
-        x = PatchEmbedding(self.hidden_size, patch, dtype=self.dtype, name="embedding")(x)
+        x = PatchEmbedding(
+            self.hidden_size,
+            patch,
+            dtype=self.dtype,
+            matmul_outputs=self.matmul_outputs,
+            name="embedding",
+        )(x)
         x = x.astype(self.dtype)  # [B, gh, gw, D]
         batch, grid_h, grid_w, width = x.shape
         x = jnp.reshape(x, (batch, grid_h * grid_w, width))  # [B, gh*gw, D]
@@ -97,6 +106,7 @@ class VisionTransformer(nn.Module):
             remat=self.remat,
             scan_layers=self.scan_layers,
             attention_implementation=self.attention_implementation,
+            matmul_outputs=self.matmul_outputs,
             name="Transformer",
         )
         x = encoder(x, train=train, num_outputs=num_outputs)  # [B, N or Q, D]
@@ -121,7 +131,7 @@ class VisionTransformer(nn.Module):
             x = nn.Dense(
                 self.representation_size,
                 dtype=self.dtype,
-                dot_general=dot_general_f32,
+                dot_general=dense_dot_general(self.matmul_outputs),
                 name="pre_logits",
             )(x)
             x = jnp.tanh(x).astype(self.dtype)
@@ -132,7 +142,7 @@ class VisionTransformer(nn.Module):
                 dtype=self.dtype,
                 kernel_init=nn.initializers.zeros,
                 bias_init=nn.initializers.constant(self.head_bias_init),
-                dot_general=dot_general_f32,
+                dot_general=dense_dot_general(self.matmul_outputs),
                 name="head",
             )(x).astype(self.dtype)
         return x

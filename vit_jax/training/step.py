@@ -51,7 +51,8 @@ def default_accum_steps(platform: str, images: int, params: Any, mlp_dim: int, d
     (`models.backend_tuning`, item 3) for `images` per device of the model `params` (or their
     shapes) belong to, computing in `dtype`."""
     # The MLP's hidden activation is float32 also for bfloat16 compute: its matmul accumulates
-    # and returns float32 (`models.matmul`). Sized by bfloat16's 2 bytes, a ViT-B/16 batch of 32
+    # and returns float32 (`models.matmul`, the matmul outputs of the CPU, the only backend
+    # that splits batches). Sized by bfloat16's 2 bytes, a ViT-B/16 batch of 32
     # would split in 4 (8 images each): 3.00-3.09 img/s, against 3.15-3.18 in 8 (as float32).
     return backend_tuning.for_platform(platform).train_accum_steps(
         images=images,

@@ -34,15 +34,17 @@ def model_from_config(
 
     `platform` ('cpu', 'gpu', 'tpu'): the devices the model will run on, when they are not
     this process's default backend (a TPU program compiled ahead of time on a CPU host); the
-    'auto' attention then becomes one that needs no device to inspect
-    (`models.backend_tuning.attention_compiled_for`), not the host's choice.
+    'auto' attention and matmul outputs then become choices that need no device to inspect
+    (`models.backend_tuning.attention_compiled_for`, `matmul_outputs_compiled_for`), not the
+    host's.
     """
     fields = model_config.to_dict()
     fields["dtype"] = jnp.dtype(fields["dtype"])
-    if platform not in (None, jax.default_backend()) and fields["attention_implementation"] == (
-        "auto"
-    ):
-        fields["attention_implementation"] = backend_tuning.attention_compiled_for([platform])
+    if platform not in (None, jax.default_backend()):
+        if fields["attention_implementation"] == "auto":
+            fields["attention_implementation"] = backend_tuning.attention_compiled_for([platform])
+        if fields["matmul_outputs"] == "auto":
+            fields["matmul_outputs"] = backend_tuning.matmul_outputs_compiled_for([platform])
     return models.build_model(fields, num_classes=num_classes)
 
 
