@@ -4,7 +4,6 @@ tolerance."""
 
 import flax.linen as nn
 import jax
-import jax.extend
 import jax.numpy as jnp
 import numpy as np
 import pytest
@@ -139,9 +138,8 @@ def test_auto_attention_takes_cudnn_where_the_backend_chooses_it(monkeypatch):
     asked, calls = [], []
     real = attention.even_length_attention
 
-    def spy(query, key, value, implementation, valid_keys=None):
+    def spy(query, key, value, implementation):
         calls.append(implementation)
-        assert valid_keys is None  # A layer alone: nothing padded by an encoder.
         return real(query, key, value, "xla")
 
     def choose(name):
@@ -218,90 +216,6 @@ def test_cudnn_is_asked_for_even_lengths_only(monkeypatch, queries, keys):
     np.testing.assert_allclose(out, want, rtol=1e-5, atol=1e-6)
 
 
-def _pad_count(jaxpr) -> int:
-    """`pad` operations in a jaxpr, sub-jaxprs included."""
-    count = 0
-    for eqn in jaxpr.eqns:
-        count += eqn.primitive.name == "pad"
-        for sub in jax.extend.core.jaxprs_in_params(eqn.params):
-            count += _pad_count(sub)
-    return count
-
-
-@pytest.mark.parametrize(
-    "classifier, scan_layers, remat, pads",
-    [
-        ("token", False, False, 2),  # 17 tokens: one pad, and the last block's single query.
-        ("token", True, True, 1),  # Scanned: every layer computes every token.
-        ("gap", False, False, 0),  # 16 tokens: even, nothing to pad.
-    ],
-)
-def test_encoder_pads_odd_tokens_once_for_cudnn(monkeypatch, classifier, scan_layers, remat, pads):
-    """With cuDNN's attention the encoder pads an odd token count once, not q, k and v in
-    every layer; every layer's attention masks the pad, and the outputs and gradients are the
-    explicit attention's. A spy stands in for the cuDNN call on this CPU."""
-    calls = []
-    real = jax.nn.dot_product_attention
-
-    def spy(query, key, value, **kwargs):
-        calls.append((query.shape[1], key.shape[1], kwargs))
-        return real(query, key, value, **{**kwargs, "implementation": "xla"})
-
-    model, image_size = tiny.build(classifier, scan_layers=scan_layers, remat=remat)
-    params = tiny.random_params(model, image_size)
-    images = tiny.random_images(image_size)
-    loss = lambda m: lambda p: jnp.sum(m.apply({"params": p}, images) ** 2)
-    with jax.default_matmul_precision("highest"):
-        want = jax.value_and_grad(loss(model.clone(attention_implementation="explicit")))(params)
-        monkeypatch.setattr(jax.nn, "dot_product_attention", spy)
-        cudnn = model.clone(attention_implementation="cudnn")
-        got = jax.value_and_grad(loss(cudnn))(params)
-        jaxpr = jax.make_jaxpr(lambda p: cudnn.apply({"params": p}, images))(params).jaxpr
-    for got_leaf, want_leaf in zip(jax.tree.leaves(got), jax.tree.leaves(want)):
-        np.testing.assert_allclose(got_leaf, want_leaf, rtol=1e-4, atol=1e-5)
-    assert _pad_count(jaxpr) == pads
-    tokens = (image_size // 4) ** 2 + (classifier == "token")
-    assert calls
-    for queries, keys, kwargs in calls:
-        assert kwargs["implementation"] == "cudnn" and queries % 2 == 0 and keys % 2 == 0
-        if tokens % 2:
-            assert keys == tokens + 1
-            lengths = kwargs["key_value_seq_lengths"]  # Traced under scan and make_jaxpr.
-            if not isinstance(lengths, jax.core.Tracer):
-                np.testing.assert_array_equal(lengths, [tokens] * 2)
-        else:
-            assert keys == tokens and "key_value_seq_lengths" not in kwargs
-
-
-@pytest.mark.skipif(jax.default_backend() != "gpu", reason="cuDNN attention runs on GPUs only")
-def test_encoder_padded_for_cudnn_trains_like_xla_attention():
-    """The padded encoder on real cuDNN (17 tokens, head size 64, bfloat16): the loss and
-    gradients of XLA's attention within bfloat16 rounding."""
-    model, image_size = tiny.build(
-        "token", hidden_size=128, transformer={**tiny.TRANSFORMER, "num_heads": 2}
-    )
-    params = tiny.random_params(model, image_size)
-    images = tiny.random_images(image_size)
-
-    def value_and_grads(implementation):
-        m = model.clone(dtype=jnp.bfloat16, attention_implementation=implementation)
-        loss = lambda p: jnp.mean(m.apply({"params": p}, images).astype(jnp.float32) ** 2)
-        value, grads = jax.value_and_grad(loss)(params)
-        return value, jnp.concatenate([g.ravel() for g in jax.tree.leaves(grads)])
-
-    (got, got_grads), (want, want_grads) = value_and_grads("cudnn"), value_and_grads("xla")
-    assert abs(float(got - want)) <= 0.02 * abs(float(want))
-    assert float(jnp.linalg.norm(got_grads - want_grads) / jnp.linalg.norm(want_grads)) < 0.03
-
-
-def test_padded_tokens_need_the_cudnn_core():
-    x = _inputs((2, 6, 48))
-    layer = SelfAttention(num_heads=4, implementation="explicit")
-    params = layer.init(jax.random.key(0), x)
-    with pytest.raises(ValueError, match=r"valid_tokens .* needs the cuDNN attention core"):
-        layer.apply(params, x, valid_tokens=5)
-
-
 def _float32_attention(q, k, v):
     """Softmax attention in float32 at the highest matmul precision: the reference."""
     q, k, v = (t.astype(jnp.float32) for t in (q, k, v))
@@ -315,7 +229,9 @@ def test_cudnn_trains_the_odd_lengths_of_a_vit(queries, keys):
     """197 tokens (ViT-B/16 at 224 px) and one query: the gradients cuDNN refused unpadded
     (jax 0.11.2), against float32. On an H200 the same computation, run as a script, gave
     errors of at most 0.4% (outputs) and 1.1% (gradients) of the reference's largest value;
-    XLA's bfloat16 attention 0.3-1.1%. This test passed on an H200 (session 24). GPU tests
+    XLA's bfloat16 attention 0.3-1.1%. This test passed on an H200 (session 24; an earlier
+    version had failed there by comparing each parameter's gradient with its own largest
+    value, which for the key bias, whose true gradient is zero, is rounding noise). GPU tests
     run with `JAX_PLATFORMS=cuda CUDA_VISIBLE_DEVICES=0` (tests/conftest.py otherwise picks
     the CPU)."""
     q, k, v = (

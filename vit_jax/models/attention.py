@@ -77,11 +77,7 @@ def _dense(x: jax.Array, kernel: jax.Array, bias: jax.Array, outputs: MatmulOutp
 
 
 def even_length_attention(
-    query: jax.Array,
-    key: jax.Array,
-    value: jax.Array,
-    implementation: str,
-    valid_keys: int | None = None,
+    query: jax.Array, key: jax.Array, value: jax.Array, implementation: str
 ) -> jax.Array:
     """`jax.nn.dot_product_attention` (scale 1) on [B, Q, H, K] queries and [B, N, H, K] keys and
     values, run at even sequence lengths.
@@ -91,16 +87,13 @@ def even_length_attention(
     class-token-only last block has Q = 1). An odd length gets one zero token: its query row
     is sliced off the output, and its key is hidden by the kernel's padding mask
     (`key_value_seq_lengths`), so every real query attends to exactly its own keys.
-    `valid_keys`: only the first keys (and queries) are real, the rest padding that the
-    caller added (`Encoder` pads the tokens once for every layer); they are masked the same way.
     """
     batch, queries, keys = query.shape[0], query.shape[1], key.shape[1]
-    real_keys = keys if valid_keys is None else valid_keys
-    lengths = {}  # Even lengths and no padding: no mask.
-    if queries % 2 or keys % 2 or real_keys != keys:
+    lengths = {}  # Even lengths: no padding, no mask.
+    if queries % 2 or keys % 2:
         lengths = {
-            "query_seq_lengths": jnp.full((batch,), min(queries, real_keys), jnp.int32),
-            "key_value_seq_lengths": jnp.full((batch,), real_keys, jnp.int32),
+            "query_seq_lengths": jnp.full((batch,), queries, jnp.int32),
+            "key_value_seq_lengths": jnp.full((batch,), keys, jnp.int32),
         }
 
     def pad(x: jax.Array) -> jax.Array:
@@ -111,16 +104,6 @@ def even_length_attention(
         pad(query), pad(key), pad(value), scale=1.0, implementation=implementation, **lengths
     )  # [B, Q rounded up to even, H, K]
     return attended[:, :queries]
-
-
-def attention_core_for(
-    implementation: Implementation, head_dim: int, dtype: Dtype
-) -> Literal["xla", "cudnn", "explicit"] | None:
-    """The attention core that `implementation` runs for heads of `head_dim` in `dtype`: "auto"
-    becomes the default backend's choice (`backend_tuning.auto_attention`; None is JAX's pick)."""
-    if implementation == "auto":
-        return backend_tuning.auto_attention(head_dim, dtype)
-    return implementation
 
 
 class SelfAttention(nn.Module):
@@ -135,17 +118,10 @@ class SelfAttention(nn.Module):
 
     @nn.compact
     def __call__(
-        self,
-        x: jax.Array,
-        *,
-        deterministic: bool = True,
-        num_queries: int | None = None,
-        valid_tokens: int | None = None,
+        self, x: jax.Array, *, deterministic: bool = True, num_queries: int | None = None
     ) -> jax.Array:
         """`[B, N, D] -> [B, N, D]`; with `num_queries=Q`, `[B, N, D] -> [B, Q, D]`: only the
-        first Q tokens attend (to all N), for a last block whose other outputs are unused.
-        `valid_tokens=V`: the tokens after the first V are padding, which no token attends to
-        (cuDNN attention only; `Encoder` pads an odd token count once for all layers)."""
+        first Q tokens attend (to all N), for a last block whose other outputs are unused."""
         batch, _, width = x.shape
         if self.implementation not in IMPLEMENTATIONS:
             raise ValueError(
@@ -189,14 +165,7 @@ class SelfAttention(nn.Module):
             key, value = kv[:, :, 0], kv[:, :, 1]  # [B, N, H, K] each
 
         use_dropout = not deterministic and self.dropout_rate > 0.0
-        weights_needed = use_dropout or self.is_mutable_collection("intermediates")
-        implementation = attention_core_for(self.implementation, head_dim, self.dtype)
-        if valid_tokens is not None and (weights_needed or implementation != "cudnn"):
-            raise ValueError(
-                "valid_tokens (tokens padded by the caller) needs the cuDNN attention core, "
-                "without attention weights (no attention dropout, no intermediates)."
-            )
-        if weights_needed:
+        if use_dropout or self.is_mutable_collection("intermediates"):
             attended, weights = explicit_attention(query, key, value, scale=1.0)
             self.sow("intermediates", "attention_weights", weights)  # [B, H, N or Q, N]
             if use_dropout:
@@ -205,15 +174,16 @@ class SelfAttention(nn.Module):
                 )
                 attended = einsum_f32("bhqs,bshk->bqhk", weights, value).astype(self.dtype)
         else:
+            implementation = self.implementation
+            if implementation == "auto":
+                implementation = backend_tuning.auto_attention(head_dim, self.dtype)
             if implementation == "explicit":
                 if qkv is None:
                     attended = explicit_attention(query, key, value, scale=1.0)[0]  # [B, Q, H, K]
                 else:
                     attended = packed_attention(qkv)  # [B, N, H, K]
             elif implementation == "cudnn":
-                attended = even_length_attention(
-                    query, key, value, "cudnn", valid_keys=valid_tokens
-                )  # [B, N or Q, H, K]
+                attended = even_length_attention(query, key, value, "cudnn")  # [B, N or Q, H, K]
             else:  # "xla", or None: JAX's pick.
                 attended = jax.nn.dot_product_attention(
                     query, key, value, scale=1.0, implementation=implementation

@@ -14,7 +14,7 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
-from vit_jax.models.attention import Implementation, SelfAttention, attention_core_for
+from vit_jax.models.attention import Implementation, SelfAttention
 from vit_jax.models.matmul import MatmulOutputs, dense_dot_general
 
 Dtype = Any
@@ -97,11 +97,9 @@ class EncoderBlock(nn.Module):
         deterministic: bool = True,
         drop_path_rate: float | jax.Array | None = None,
         num_outputs: int | None = None,
-        valid_tokens: int | None = None,
     ) -> jax.Array:
         """`[B, N, D] -> [B, N, D]`, or `[B, num_outputs, D]`: only the first tokens' outputs,
-        which attend to every token (the others' queries, attention and MLP are skipped).
-        `valid_tokens`: tokens after the first ones are padding (see `Encoder`)."""
+        which attend to every token (the others' queries, attention and MLP are skipped)."""
         rate = self.drop_path_rate if drop_path_rate is None else drop_path_rate
         y = nn.LayerNorm(epsilon=LAYER_NORM_EPS, dtype=self.dtype, name="LayerNorm_0")(x)
         y = SelfAttention(
@@ -111,9 +109,7 @@ class EncoderBlock(nn.Module):
             implementation=self.attention_implementation,
             matmul_outputs=self.matmul_outputs,
             name="MultiHeadDotProductAttention_1",
-        )(
-            y, deterministic=deterministic, num_queries=num_outputs, valid_tokens=valid_tokens
-        )  # [B, N or Q, D]
+        )(y, deterministic=deterministic, num_queries=num_outputs)  # [B, N or Q, D]
         y = nn.Dropout(rate=self.dropout_rate)(y, deterministic=deterministic)
         if num_outputs is not None:
             x = x[:, :num_outputs]  # [B, Q, D]
@@ -164,16 +160,6 @@ class Encoder(nn.Module):
     attention_implementation: Implementation = "auto"
     matmul_outputs: MatmulOutputs = "auto"
 
-    def _pads_tokens(self, x: jax.Array, train: bool) -> bool:
-        """Whether the tokens `[B, N, D]` are padded to an even count for every layer at once:
-        with cuDNN's attention at an odd N, when no attention weights are needed."""
-        weights_needed = self.is_mutable_collection("intermediates") or (
-            train and self.attention_dropout_rate > 0.0
-        )
-        head_dim = x.shape[-1] // self.num_heads
-        core = attention_core_for(self.attention_implementation, head_dim, self.dtype)
-        return core == "cudnn" and x.shape[1] % 2 == 1 and not weights_needed
-
     @nn.compact
     def __call__(
         self, x: jax.Array, *, train: bool = False, num_outputs: int | None = None
@@ -184,25 +170,16 @@ class Encoder(nn.Module):
         gives the same values (each token's output is a function of its own row given every
         token's keys and values) for less work: a class-token classifier needs one token. With
         `scan_layers` every layer runs the same program, so all tokens are computed and sliced.
-
-        With cuDNN's attention an odd token count (197 at 224 px) is padded once, here, with one
-        zero token that every layer's attention masks and that is sliced off at the end, instead
-        of padding q, k and v in every layer (`attention.even_length_attention`: 2.8% of a
-        ViT-B/16 step's GPU time went to those pads). The pad token's own outputs reach nothing.
         """
         x = AddPositionEmbs(name="posembed_input")(x)
         x = nn.Dropout(rate=self.dropout_rate)(x, deterministic=not train)
-        tokens = x.shape[1]
-        valid_tokens = tokens if self._pads_tokens(x, train) else None
-        if valid_tokens is not None:
-            x = jnp.pad(x, ((0, 0), (0, 1), (0, 0)))  # [B, N + 1, D]: one masked zero token.
 
-        # `deterministic`, `num_outputs` and `valid_tokens` (arguments 2, 4 and 5, counting
-        # self) select Python branches and shapes: static for remat. Inside a scan, remat needs
-        # no CSE barriers (`jax.checkpoint`'s `prevent_cse` docs); they would only block XLA
-        # optimisations of the loop body.
+        # `deterministic` and `num_outputs` (arguments 2 and 4, counting self) select Python
+        # branches and shapes: static for remat. Inside a scan, remat needs no CSE barriers
+        # (`jax.checkpoint`'s `prevent_cse` docs); they would only block XLA optimisations of
+        # the loop body.
         block_cls = (
-            nn.remat(EncoderBlock, static_argnums=(2, 4, 5), prevent_cse=not self.scan_layers)
+            nn.remat(EncoderBlock, static_argnums=(2, 4), prevent_cse=not self.scan_layers)
             if self.remat
             else EncoderBlock
         )
@@ -222,7 +199,7 @@ class Encoder(nn.Module):
             # With no stochastic depth the block's own rate (0) applies: no RNG is consumed.
             use_rate = self.stoch_depth > 0.0
             body = lambda block, carry, rate: (
-                block(carry, not train, rate if use_rate else None, None, valid_tokens),
+                block(carry, not train, rate if use_rate else None, None),
                 None,
             )
             scanned = nn.scan(
@@ -232,14 +209,11 @@ class Encoder(nn.Module):
                 length=self.num_layers,
             )
             x, _ = scanned(make_block(STACKED_BLOCK, 0.0), x, jnp.asarray(rates))  # [B, N, D]
+            if num_outputs is not None:
+                x = x[:, :num_outputs]  # [B, Q, D]
         else:
             for layer, rate in enumerate(rates):
                 last = layer == self.num_layers - 1
                 block = make_block(block_name(layer), rate)
-                x = block(
-                    x, not train, None, num_outputs if last else None, valid_tokens
-                )  # [B, N or Q, D]
-        wanted = num_outputs or tokens  # Scanned layers compute every token; the pad goes too.
-        if x.shape[1] > wanted:
-            x = x[:, :wanted]  # [B, Q or N, D]
+                x = block(x, not train, None, num_outputs if last else None)  # [B, N or Q, D]
         return nn.LayerNorm(epsilon=LAYER_NORM_EPS, dtype=self.dtype, name="encoder_norm")(x)
