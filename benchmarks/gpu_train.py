@@ -170,11 +170,7 @@ def main(argv=None) -> None:
                 print(f"# {name} {label} failed: {type(error).__name__}: {error}", file=sys.stderr)
                 continue
             timings[label] = seconds
-            row = {
-                "model": name,
-                "implementation": label,
-                "step_s": seconds,
-            }
+            row = {"model": name, "implementation": label, "step_s": seconds}
             if label.startswith("vit_jax"):
                 row["matmul_outputs"] = outputs
             print(f"# measured: {json.dumps(row)}", file=sys.stderr, flush=True)

@@ -46,12 +46,11 @@ def export_model(
     from vit_jax.models import backend_tuning, build_model
 
     model = build_model(config, num_classes)
-    if model.attention_implementation == "auto":
-        model = model.clone(
-            attention_implementation=backend_tuning.attention_compiled_for(platforms)
-        )
-    if model.matmul_outputs == "auto":
-        model = model.clone(matmul_outputs=backend_tuning.matmul_outputs_compiled_for(platforms))
+    fields = dict(
+        attention_implementation=model.attention_implementation,
+        matmul_outputs=model.matmul_outputs,
+    )
+    model = model.clone(**backend_tuning.model_fields_compiled_for(fields, platforms))
     (batch,) = jax.export.symbolic_shape("b")
     images = jax.ShapeDtypeStruct((batch, *image_size, 3), jnp.float32)
     if params_as_input:

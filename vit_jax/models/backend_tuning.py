@@ -87,7 +87,7 @@ it gets JAX's own defaults.
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any, Literal
 
 import jax
@@ -213,3 +213,15 @@ def matmul_outputs_compiled_for(platforms: Sequence[str]) -> Literal["float32", 
     choice where every one makes the same, else "float32" (the CPU's and TPU's)."""
     choices = {for_platform(GPU_PLATFORM_NAMES.get(p, p)).matmul_outputs for p in platforms}
     return choices.pop() if len(choices) == 1 else "float32"
+
+
+def model_fields_compiled_for(fields: Mapping[str, Any], platforms: Sequence[str]) -> dict:
+    """The model fields among `fields` (a model config, or a model's own attributes) that are
+    "auto" and depend on the devices, resolved for a program compiled for `platforms`:
+    `attention_implementation` (`attention_compiled_for`) and `matmul_outputs`
+    (`matmul_outputs_compiled_for`). Fields set to anything else are the user's and kept."""
+    resolved = {
+        "attention_implementation": attention_compiled_for(platforms),
+        "matmul_outputs": matmul_outputs_compiled_for(platforms),
+    }
+    return {name: value for name, value in resolved.items() if fields[name] == "auto"}

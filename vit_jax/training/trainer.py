@@ -41,10 +41,7 @@ def model_from_config(
     fields = model_config.to_dict()
     fields["dtype"] = jnp.dtype(fields["dtype"])
     if platform not in (None, jax.default_backend()):
-        if fields["attention_implementation"] == "auto":
-            fields["attention_implementation"] = backend_tuning.attention_compiled_for([platform])
-        if fields["matmul_outputs"] == "auto":
-            fields["matmul_outputs"] = backend_tuning.matmul_outputs_compiled_for([platform])
+        fields.update(backend_tuning.model_fields_compiled_for(fields, [platform]))
     return models.build_model(fields, num_classes=num_classes)
 
 
