@@ -27,6 +27,11 @@ import os
 import sys
 from collections.abc import Sequence
 
+if __name__ == "__main__":  # First: huge pages for XLA:CPU's buffers (cli/huge_pages.py).
+    from vit_jax.cli import huge_pages
+
+    huge_pages.reexec_with_huge_pages()
+
 import jax.numpy as jnp
 
 from vit_jax import errors
