@@ -96,6 +96,8 @@ def environment() -> dict[str, Any]:
         "cores": os.cpu_count(),
         "machine": platform.machine(),
         "python": platform.python_version(),
+        # glibc's huge pages for XLA:CPU's buffers, set by the command lines' re-exec or by hand.
+        "glibc_tunables": os.environ.get("GLIBC_TUNABLES") or "-",
     }
 
 

@@ -10,13 +10,27 @@ step on softmax cross-entropy. Ours is the trainer's own step at its defaults
 `models/backend_tuning.py`), with the plain step (`model.apply` under `jax.grad`) beside it.
 `--dtype bfloat16`: our bfloat16 compute (float32 parameters) against torch's CPU autocast to
 bfloat16. Needs the `torch` extra.
+
+Each side runs in the environment its users get. Ours re-executes itself first with glibc's
+huge-page tunable, as `python -m vit_jax.train` does (vit_jax/cli/huge_pages.py;
+VIT_JAX_HUGE_PAGES=0 turns it off for both). torch runs in a child process per row, with the
+environment this command was started with, less that tunable (`--torch_huge_pages` keeps it).
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import os
+import subprocess
+import sys
 import time
+from collections.abc import Mapping
+
+if __name__ == "__main__":  # Before the imports below: see vit_jax/cli/huge_pages.py.
+    from vit_jax.cli import huge_pages
+
+    huge_pages.reexec_with_huge_pages()
 
 import jax
 import jax.numpy as jnp
@@ -32,6 +46,7 @@ from benchmarks.model_throughput import (
     time_trainer_step,
 )
 from vit_jax import models
+from vit_jax.cli.huge_pages import OPT_OUT, TUNABLE
 
 
 def torch_models(image_size: int, name: str = "ViT-B_16"):
@@ -94,6 +109,39 @@ def torch_timings(
     return {"forward_s": fwd, "train_s": step, "first_call_s": first_call}
 
 
+def torch_environment(environ: Mapping[str, str], huge_pages: bool) -> dict[str, str]:
+    """`environ` for the torch child: without glibc's huge-page tunable unless `huge_pages`."""
+    env = dict(environ)
+    if not huge_pages:
+        tunables = env.pop("GLIBC_TUNABLES", "").split(":")
+        kept = [t for t in tunables if t and t.split("=")[0] != TUNABLE]
+        if kept:
+            env["GLIBC_TUNABLES"] = ":".join(kept)
+        env[OPT_OUT] = "0"  # The child's own re-exec (this module's) must not add it back.
+    return env
+
+
+def torch_timings_in_child(
+    batch: int,
+    image_size: int,
+    compile_model: bool,
+    dtype: str,
+    repeats: int,
+    huge_pages: bool = False,
+) -> dict[str, float]:
+    """`torch_timings` in a fresh process: torch's own threads, allocator and environment."""
+    env = torch_environment(os.environ, huge_pages)
+    args = [f"--batch={batch}", f"--image_size={image_size}", f"--dtype={dtype}"]
+    args += [f"--repeats={repeats}", f"--torch_child={'compile' if compile_model else 'eager'}"]
+    done = subprocess.run(
+        [sys.executable, "-m", "benchmarks.torch_compare", *args],
+        env=env, capture_output=True, text=True, check=False,
+    )  # fmt: skip
+    if done.returncode:
+        raise RuntimeError(f"The torch child process failed:\n{done.stderr[-3000:]}")
+    return json.loads(done.stdout.strip().splitlines()[-1])
+
+
 def _median(fn, warmup: int = 2, repeats: int = 5) -> float:
     for _ in range(warmup):
         fn()
@@ -141,14 +189,24 @@ def main(argv=None) -> None:
     parser.add_argument("--no_compile", action="store_true", help="Skip torch.compile.")
     parser.add_argument("--repeats", type=int, default=5, help="Timed calls (median) per row.")
     parser.add_argument("--json", action="store_true")
+    parser.add_argument(
+        "--torch_huge_pages", action="store_true", help="Run torch with glibc's tunable too."
+    )
+    parser.add_argument("--torch_child", choices=["eager", "compile"], help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
 
     shape = (args.batch, args.image_size)
+    if args.torch_child:  # One torch row, as JSON on the last line, for the parent process.
+        timings = torch_timings(*shape, args.torch_child == "compile", args.dtype, args.repeats)
+        print(json.dumps(timings))
+        return
     ours = jax_timings(*shape, args.dtype, args.repeats)
     results = {f"vit_jax (XLA), trainer step, accum_steps {ours['accum_steps']}": ours}
-    results["torch eager"] = torch_timings(*shape, False, args.dtype, args.repeats)
-    if not args.no_compile:
-        results["torch.compile"] = torch_timings(*shape, True, args.dtype, args.repeats)
+    for name, compile_model in (("torch eager", False), ("torch.compile", True)):
+        if not (compile_model and args.no_compile):
+            results[name] = torch_timings_in_child(
+                *shape, compile_model, args.dtype, args.repeats, args.torch_huge_pages
+            )
     results["vit_jax, one model.apply / plain step"] = {
         **ours,
         "forward_s": ours["forward_whole_batch_s"],
@@ -166,6 +224,7 @@ def main(argv=None) -> None:
         for name, r in results.items()
     ]
     header = {"model": "ViT-B_16", "batch": args.batch, "dtype": args.dtype}
+    header["torch_glibc_tunables"] = "as ours" if args.torch_huge_pages else f"without {TUNABLE}"
     common.report(rows, as_json=args.json, header=header)
 
 
