@@ -30,7 +30,7 @@ from collections.abc import Mapping
 if __name__ == "__main__":  # Before the imports below: see vit_jax/cli/huge_pages.py.
     from vit_jax.cli import huge_pages
 
-    huge_pages.reexec_with_huge_pages()
+    huge_pages.reexec_with_huge_pages("benchmarks.torch_compare")
 
 import jax
 import jax.numpy as jnp
@@ -129,7 +129,8 @@ def torch_timings_in_child(
     repeats: int,
     huge_pages: bool = False,
 ) -> dict[str, float]:
-    """`torch_timings` in a fresh process: torch's own threads, allocator and environment."""
+    """`torch_timings` in a child process: torch's own threads, heap and environment (the child
+    imports this module, so jax is loaded there, unused)."""
     env = torch_environment(os.environ, huge_pages)
     args = [f"--batch={batch}", f"--image_size={image_size}", f"--dtype={dtype}"]
     args += [f"--repeats={repeats}", f"--torch_child={'compile' if compile_model else 'eager'}"]
@@ -137,9 +138,11 @@ def torch_timings_in_child(
         [sys.executable, "-m", "benchmarks.torch_compare", *args],
         env=env, capture_output=True, text=True, check=False,
     )  # fmt: skip
-    if done.returncode:
-        raise RuntimeError(f"The torch child process failed:\n{done.stderr[-3000:]}")
-    return json.loads(done.stdout.strip().splitlines()[-1])
+    lines = done.stdout.strip().splitlines()
+    if done.returncode or not lines:
+        output = f"{done.stdout[-1000:]}\n{done.stderr[-3000:]}"
+        raise RuntimeError(f"The torch child process failed (exit {done.returncode}):\n{output}")
+    return json.loads(lines[-1])
 
 
 def _median(fn, warmup: int = 2, repeats: int = 5) -> float:
@@ -224,7 +227,8 @@ def main(argv=None) -> None:
         for name, r in results.items()
     ]
     header = {"model": "ViT-B_16", "batch": args.batch, "dtype": args.dtype}
-    header["torch_glibc_tunables"] = "as ours" if args.torch_huge_pages else f"without {TUNABLE}"
+    torch_env = torch_environment(os.environ, args.torch_huge_pages)
+    header["torch_glibc_tunables"] = torch_env.get("GLIBC_TUNABLES") or "-"
     common.report(rows, as_json=args.json, header=header)
 
 

@@ -30,7 +30,7 @@ from collections.abc import Sequence
 if __name__ == "__main__":  # First: huge pages for XLA:CPU's buffers (cli/huge_pages.py).
     from vit_jax.cli import huge_pages
 
-    huge_pages.reexec_with_huge_pages()
+    huge_pages.reexec_with_huge_pages("vit_jax.infer")
 
 import jax.numpy as jnp
 

@@ -22,12 +22,10 @@ import sys
 import traceback
 from typing import Any
 
-if __name__ == "__main__":
-    # First, or the imports below would run twice: glibc's huge pages for XLA:CPU's per-step
-    # buffers need a fresh process (cli/huge_pages.py).
+if __name__ == "__main__":  # First: huge pages for XLA:CPU's buffers (cli/huge_pages.py).
     from vit_jax.cli import huge_pages
 
-    huge_pages.reexec_with_huge_pages()
+    huge_pages.reexec_with_huge_pages("vit_jax.train")
 
 from vit_jax import checkpoint, data, errors
 from vit_jax.cli import config_flag

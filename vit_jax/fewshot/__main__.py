@@ -2,11 +2,7 @@
 
 import sys
 
-if __name__ == "__main__":  # First: huge pages for XLA:CPU's buffers (cli/huge_pages.py).
-    from vit_jax.cli import huge_pages
+from vit_jax.fewshot.cli import main
 
-    huge_pages.reexec_with_huge_pages()
-
-    from vit_jax.fewshot.cli import main
-
+if __name__ == "__main__":
     sys.exit(main())
