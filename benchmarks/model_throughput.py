@@ -12,6 +12,8 @@ speed-up over float32 and the top-1 agreement with float32 on a fixed batch.
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
+from typing import Any
 
 import jax
 import jax.numpy as jnp
@@ -89,8 +91,9 @@ def trainer_step_fn(model, accum_steps: int):
     return jax.jit(train_step, donate_argnums=(0,)), tx
 
 
-def time_trainer_step(model, params, images, labels, accum_steps: int, **timing) -> float:
-    """Median seconds of the trainer's own step (`trainer_step_fn`) on (images, labels)."""
+def trainer_step_runner(model, params, images, labels, accum_steps: int) -> Callable[[], Any]:
+    """A call that runs one of the trainer's own steps (`trainer_step_fn`) on (images, labels),
+    carrying the training state from call to call; it returns the step's loss."""
     from vit_jax.training.step import TrainState
 
     trainer_step, tx = trainer_step_fn(model, accum_steps)
@@ -103,6 +106,12 @@ def time_trainer_step(model, params, images, labels, accum_steps: int, **timing)
         state["train"], metrics = trainer_step(state["train"], batch)
         return metrics["train_loss"]
 
+    return run
+
+
+def time_trainer_step(model, params, images, labels, accum_steps: int, **timing) -> float:
+    """Median seconds of the trainer's own step (`trainer_step_fn`) on (images, labels)."""
+    run = trainer_step_runner(model, params, images, labels, accum_steps)
     return common.time_call(run, **timing)
 
 

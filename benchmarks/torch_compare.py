@@ -2,7 +2,7 @@
 eager and `torch.compile`, on the same machine in the same run.
 
     python -m benchmarks.torch_compare [--batch 8] [--image_size 224] [--dtype float32]
-        [--no_compile] [--repeats 5] [--json]
+        [--no_compile] [--repeats 3] [--rounds 3] [--json]
 
 Both sides use the same architecture (tanh-GELU, LayerNorm eps 1e-6, 1000 classes) and an SGD
 step on softmax cross-entropy. Ours is the trainer's own step at its defaults
@@ -15,6 +15,11 @@ Each side runs in the environment its users get. Ours re-executes itself first w
 huge-page tunable, as `python -m vit_jax.train` does (vit_jax/cli/huge_pages.py;
 VIT_JAX_HUGE_PAGES=0 turns it off for both). torch runs in a child process per row, with the
 environment this command was started with, less that tunable (`--torch_huge_pages` keeps it).
+
+The training steps are timed in `--rounds` rounds, each `--repeats` steps of ours, then of each
+torch row, and every row's figure is the median over all its rounds: a machine whose speed
+drifts during the run (this 2-core VM's does, by as much as the differences measured) slows
+every row alike. The forward rows are timed one after the other, `--repeats` calls each.
 """
 
 from __future__ import annotations
@@ -24,8 +29,10 @@ import json
 import os
 import subprocess
 import sys
+import tempfile
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
+from typing import Any
 
 if __name__ == "__main__":  # Before the imports below: see vit_jax/cli/huge_pages.py.
     from vit_jax.cli import huge_pages
@@ -43,7 +50,7 @@ from benchmarks.model_throughput import (
     random_batch,
     random_params,
     time_train_step,
-    time_trainer_step,
+    trainer_step_runner,
 )
 from vit_jax import models
 from vit_jax.cli.huge_pages import OPT_OUT, TUNABLE
@@ -74,9 +81,10 @@ def torch_models(image_size: int, name: str = "ViT-B_16"):
     return torch, transformers.ViTForImageClassification(config)
 
 
-def torch_timings(
-    batch: int, image_size: int, compile_model: bool, dtype: str = "float32", repeats: int = 5
-) -> dict[str, float]:
+def torch_row(
+    batch: int, image_size: int, compile_model: bool, dtype: str = "float32", repeats: int = 3
+) -> tuple[dict[str, float], Callable[[], Any]]:
+    """Times torch's forward; returns its timings and a training step that has run (warm)."""
     torch, model = torch_models(image_size)
     autocast = torch.autocast("cpu", dtype=torch.bfloat16, enabled=dtype == "bfloat16")
     torch.set_num_threads(os.cpu_count() or 1)
@@ -104,9 +112,31 @@ def torch_timings(
     first_call = time.perf_counter() - start
     fwd = _median(infer, repeats=repeats)
     model.train(False)  # No dropout in either framework's step: same math as ours.
-    train()
-    step = _median(train, repeats=repeats)
-    return {"forward_s": fwd, "train_s": step, "first_call_s": first_call}
+    for _ in range(3):  # The first compiles (torch.compile), two more warm up.
+        train()
+    return {"forward_s": fwd, "first_call_s": first_call}, train
+
+
+# Prefix of the child's protocol lines on stdout (anything else printed there is skipped).
+_REPLY = "torch_compare:"
+
+
+def serve_torch_row(*row_args: Any) -> None:
+    """The child's side: one reply with the forward timings, then for each line of stdin (a
+    number of steps) one reply with that many training steps' seconds."""
+    timings, train = torch_row(*row_args)
+    print(_REPLY + json.dumps(timings), flush=True)
+    for line in sys.stdin:
+        print(_REPLY + json.dumps(_seconds_each(train, int(line))), flush=True)
+
+
+def _seconds_each(fn: Callable[[], Any], calls: int) -> list[float]:
+    times = []
+    for _ in range(calls):
+        start = time.perf_counter()
+        jax.block_until_ready(fn())
+        times.append(time.perf_counter() - start)
+    return times
 
 
 def torch_environment(environ: Mapping[str, str], huge_pages: bool) -> dict[str, str]:
@@ -121,28 +151,42 @@ def torch_environment(environ: Mapping[str, str], huge_pages: bool) -> dict[str,
     return env
 
 
-def torch_timings_in_child(
-    batch: int,
-    image_size: int,
-    compile_model: bool,
-    dtype: str,
-    repeats: int,
-    huge_pages: bool = False,
-) -> dict[str, float]:
-    """`torch_timings` in a child process: torch's own threads, heap and environment (the child
-    imports this module, so jax is loaded there, unused)."""
-    env = torch_environment(os.environ, huge_pages)
-    args = [f"--batch={batch}", f"--image_size={image_size}", f"--dtype={dtype}"]
-    args += [f"--repeats={repeats}", f"--torch_child={'compile' if compile_model else 'eager'}"]
-    done = subprocess.run(
-        [sys.executable, "-m", "benchmarks.torch_compare", *args],
-        env=env, capture_output=True, text=True, check=False,
-    )  # fmt: skip
-    lines = done.stdout.strip().splitlines()
-    if done.returncode or not lines:
-        output = f"{done.stdout[-1000:]}\n{done.stderr[-3000:]}"
-        raise RuntimeError(f"The torch child process failed (exit {done.returncode}):\n{output}")
-    return json.loads(lines[-1])
+class TorchChild:
+    """One torch row in a child process of its own, timing training steps when asked (lines on
+    its stdin and stdout), so that its steps interleave with ours."""
+
+    def __init__(
+        self, batch: int, image_size: int, compile_model: bool, dtype: str, repeats: int,
+        huge_pages: bool = False,
+    ) -> None:  # fmt: skip
+        args = [f"--batch={batch}", f"--image_size={image_size}", f"--dtype={dtype}"]
+        args += [f"--repeats={repeats}", f"--torch_child={'compile' if compile_model else 'eager'}"]
+        self._stderr = tempfile.TemporaryFile(mode="w+")  # A pipe could fill and block it.
+        self._process = subprocess.Popen(
+            [sys.executable, "-m", "benchmarks.torch_compare", *args],
+            env=torch_environment(os.environ, huge_pages), stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE, stderr=self._stderr, text=True,
+        )  # fmt: skip
+        self.timings: dict[str, float] = self._reply()  # Its forward, timed alone.
+
+    def train_seconds(self, steps: int) -> list[float]:
+        self._process.stdin.write(f"{steps}\n")
+        self._process.stdin.flush()
+        return self._reply()
+
+    def close(self) -> None:
+        self._process.stdin.close()
+        self._process.wait(timeout=60)
+        self._stderr.close()
+
+    def _reply(self) -> Any:
+        for line in self._process.stdout:
+            if line.startswith(_REPLY):
+                return json.loads(line[len(_REPLY) :])
+        self._process.wait(timeout=60)
+        self._stderr.seek(0)
+        error = self._stderr.read()[-3000:]
+        raise RuntimeError(f"The torch child exited ({self._process.returncode}):\n{error}")
 
 
 def _median(fn, warmup: int = 2, repeats: int = 5) -> float:
@@ -156,9 +200,10 @@ def _median(fn, warmup: int = 2, repeats: int = 5) -> float:
     return float(np.median(times))
 
 
-def jax_timings(
-    batch: int, image_size: int, dtype: str = "float32", repeats: int = 5
-) -> dict[str, float]:
+def jax_row(
+    batch: int, image_size: int, dtype: str = "float32", repeats: int = 3
+) -> tuple[dict[str, float], Callable[[], Any]]:
+    """Times our forward and plain step; returns the timings and the trainer's step, warm."""
     model = models.get_model("ViT-B_16", num_classes=1000, dtype=jnp.dtype(dtype))
     params = random_params(model, image_size)
     images, labels = random_batch(batch, image_size)
@@ -172,16 +217,33 @@ def jax_timings(
     jax.block_until_ready(whole(params, images))
     fwd_whole = common.time_call(lambda: whole(params, images), repeats=repeats)
     accum_steps = default_accum_steps(model, params, batch)
-    train = time_trainer_step(model, params, images, labels, accum_steps, repeats=repeats)
-    plain, _ = time_train_step(model, params, images, labels)
-    return {
+    trainer_step = trainer_step_runner(model, params, images, labels, accum_steps)
+    for _ in range(3):  # The first compiles, two more warm up.
+        jax.block_until_ready(trainer_step())
+    plain, _ = time_train_step(model, params, images, labels)  # Donates `params`: last.
+    timings = {
         "forward_s": fwd,
         "forward_whole_batch_s": fwd_whole,
-        "train_s": train,
         "train_plain_s": plain,
         "accum_steps": accum_steps,
         "first_call_s": first_call,
     }
+    return timings, trainer_step
+
+
+def interleaved_train_seconds(
+    ours: Callable[[], Any], children: Mapping[str, TorchChild], rounds: int, steps: int
+) -> dict[str | None, list[float]]:
+    """Seconds of every training step, by row (None: ours), timed in rounds of `steps` steps of
+    each row in turn."""
+    seconds: dict[str | None, list[float]] = {None: [], **{name: [] for name in children}}
+    for _ in range(rounds):
+        seconds[None] += _seconds_each(ours, steps)
+        for name, child in children.items():
+            time.sleep(0.2)  # Lets the other process's threads stop spinning for work.
+            seconds[name] += child.train_seconds(steps)
+        time.sleep(0.2)
+    return seconds
 
 
 def main(argv=None) -> None:
@@ -190,7 +252,8 @@ def main(argv=None) -> None:
     parser.add_argument("--image_size", type=int, default=224)
     parser.add_argument("--dtype", choices=["float32", "bfloat16"], default="float32")
     parser.add_argument("--no_compile", action="store_true", help="Skip torch.compile.")
-    parser.add_argument("--repeats", type=int, default=5, help="Timed calls (median) per row.")
+    parser.add_argument("--repeats", type=int, default=3, help="Timed calls per row and round.")
+    parser.add_argument("--rounds", type=int, default=3, help="Rounds of interleaved training.")
     parser.add_argument("--json", action="store_true")
     parser.add_argument(
         "--torch_huge_pages", action="store_true", help="Run torch with glibc's tunable too."
@@ -199,17 +262,26 @@ def main(argv=None) -> None:
     args = parser.parse_args(argv)
 
     shape = (args.batch, args.image_size)
-    if args.torch_child:  # One torch row, as JSON on the last line, for the parent process.
-        timings = torch_timings(*shape, args.torch_child == "compile", args.dtype, args.repeats)
-        print(json.dumps(timings))
+    if args.torch_child:  # One torch row, serving the parent process.
+        serve_torch_row(*shape, args.torch_child == "compile", args.dtype, args.repeats)
         return
-    ours = jax_timings(*shape, args.dtype, args.repeats)
-    results = {f"vit_jax (XLA), trainer step, accum_steps {ours['accum_steps']}": ours}
-    for name, compile_model in (("torch eager", False), ("torch.compile", True)):
-        if not (compile_model and args.no_compile):
-            results[name] = torch_timings_in_child(
-                *shape, compile_model, args.dtype, args.repeats, args.torch_huge_pages
-            )
+    ours, trainer_step = jax_row(*shape, args.dtype, args.repeats)
+    ours_name = f"vit_jax (XLA), trainer step, accum_steps {ours['accum_steps']}"
+    children = {}
+    try:
+        for name, compile_model in (("torch eager", False), ("torch.compile", True)):
+            if not (compile_model and args.no_compile):
+                children[name] = TorchChild(
+                    *shape, compile_model, args.dtype, args.repeats, args.torch_huge_pages
+                )
+        seconds = interleaved_train_seconds(trainer_step, children, args.rounds, args.repeats)
+    finally:
+        for child in children.values():
+            child.close()
+    ours["train_s"] = float(np.median(seconds[None]))
+    results = {ours_name: ours}
+    for name, child in children.items():
+        results[name] = {**child.timings, "train_s": float(np.median(seconds[name]))}
     results["vit_jax, one model.apply / plain step"] = {
         **ours,
         "forward_s": ours["forward_whole_batch_s"],
@@ -227,6 +299,7 @@ def main(argv=None) -> None:
         for name, r in results.items()
     ]
     header = {"model": "ViT-B_16", "batch": args.batch, "dtype": args.dtype}
+    header["train_steps_timed_per_row"] = f"{args.rounds} rounds x {args.repeats}, interleaved"
     torch_env = torch_environment(os.environ, args.torch_huge_pages)
     header["torch_glibc_tunables"] = torch_env.get("GLIBC_TUNABLES") or "-"
     common.report(rows, as_json=args.json, header=header)

@@ -82,6 +82,11 @@ it gets JAX's own defaults.
    TPU (and other accelerators): "float32", as before; nothing measured.
    Compiled for other devices (`matmul_outputs_compiled_for`): the targets' choice where they
    all agree (every one a GPU: "compute"), else "float32".
+
+Outside this module, one process setting: the command lines `python -m vit_jax.train` and
+`vit_jax.infer` re-execute themselves with glibc's huge pages for XLA:CPU's per-step buffers
+(`vit_jax.cli.huge_pages`; Linux, THP `madvise`), whatever the backend: a process setting, so
+it cannot be chosen here, after the process has started.
 """
 
 from __future__ import annotations
