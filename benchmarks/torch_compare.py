@@ -17,9 +17,10 @@ VIT_JAX_HUGE_PAGES=0 turns it off for both). torch runs in a child process per r
 environment this command was started with, less that tunable (`--torch_huge_pages` keeps it).
 
 The training steps are timed in `--rounds` rounds, each `--repeats` steps of ours, then of each
-torch row, and every row's figure is the median over all its rounds: a machine whose speed
-drifts during the run (this 2-core VM's does, by as much as the differences measured) slows
-every row alike. The forward rows are timed one after the other, `--repeats` calls each.
+torch row (after one untimed step), and every row's figure is the median over all its rounds:
+a machine whose speed drifts during the run (this 2-core VM's does, by as much as the
+differences measured) slows every row alike. The forward rows (`--repeats` calls each) and
+our plain step are timed alone, one after the other.
 """
 
 from __future__ import annotations
@@ -32,7 +33,7 @@ import sys
 import tempfile
 import time
 from collections.abc import Callable, Mapping
-from typing import Any
+from typing import Any, NoReturn
 
 if __name__ == "__main__":  # Before the imports below: see vit_jax/cli/huge_pages.py.
     from vit_jax.cli import huge_pages
@@ -110,14 +111,14 @@ def torch_row(
     start = time.perf_counter()
     infer()
     first_call = time.perf_counter() - start
-    fwd = _median(infer, repeats=repeats)
+    fwd = common.time_call(infer, repeats=repeats)
     model.train(False)  # No dropout in either framework's step: same math as ours.
     for _ in range(3):  # The first compiles (torch.compile), two more warm up.
         train()
     return {"forward_s": fwd, "first_call_s": first_call}, train
 
 
-# Prefix of the child's protocol lines on stdout (anything else printed there is skipped).
+# Marks the child's protocol lines on stdout (anything else printed there is skipped).
 _REPLY = "torch_compare:"
 
 
@@ -131,6 +132,9 @@ def serve_torch_row(*row_args: Any) -> None:
 
 
 def _seconds_each(fn: Callable[[], Any], calls: int) -> list[float]:
+    """Seconds of each of `calls` calls, after one untimed call: the first step after another
+    process ran pays for its caches and for memory the kernel must find again (huge pages)."""
+    jax.block_until_ready(fn())
     times = []
     for _ in range(calls):
         start = time.perf_counter()
@@ -167,37 +171,42 @@ class TorchChild:
             env=torch_environment(os.environ, huge_pages), stdin=subprocess.PIPE,
             stdout=subprocess.PIPE, stderr=self._stderr, text=True,
         )  # fmt: skip
-        self.timings: dict[str, float] = self._reply()  # Its forward, timed alone.
+        try:
+            self.timings: dict[str, float] = self._reply()  # Its forward, timed alone.
+        except BaseException:
+            self.close()
+            raise
 
     def train_seconds(self, steps: int) -> list[float]:
-        self._process.stdin.write(f"{steps}\n")
-        self._process.stdin.flush()
+        try:
+            self._process.stdin.write(f"{steps}\n")
+            self._process.stdin.flush()
+        except BrokenPipeError:
+            self._failed()
         return self._reply()
 
     def close(self) -> None:
-        self._process.stdin.close()
-        self._process.wait(timeout=60)
-        self._stderr.close()
+        """Ends the child: at once if it is still busy (an error or Ctrl-C in the parent)."""
+        try:
+            self._process.stdin.close()
+            self._process.wait(timeout=30)
+        except (OSError, subprocess.TimeoutExpired):
+            self._process.kill()
+            self._process.wait()
+        finally:
+            self._stderr.close()
 
     def _reply(self) -> Any:
         for line in self._process.stdout:
-            if line.startswith(_REPLY):
-                return json.loads(line[len(_REPLY) :])
+            if _REPLY in line:  # Also after text a library wrote without a newline.
+                return json.loads(line.split(_REPLY, 1)[1])
+        self._failed()
+
+    def _failed(self) -> NoReturn:
         self._process.wait(timeout=60)
         self._stderr.seek(0)
         error = self._stderr.read()[-3000:]
         raise RuntimeError(f"The torch child exited ({self._process.returncode}):\n{error}")
-
-
-def _median(fn, warmup: int = 2, repeats: int = 5) -> float:
-    for _ in range(warmup):
-        fn()
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - start)
-    return float(np.median(times))
 
 
 def jax_row(
@@ -235,14 +244,18 @@ def interleaved_train_seconds(
     ours: Callable[[], Any], children: Mapping[str, TorchChild], rounds: int, steps: int
 ) -> dict[str | None, list[float]]:
     """Seconds of every training step, by row (None: ours), timed in rounds of `steps` steps of
-    each row in turn."""
-    seconds: dict[str | None, list[float]] = {None: [], **{name: [] for name in children}}
-    for _ in range(rounds):
-        seconds[None] += _seconds_each(ours, steps)
-        for name, child in children.items():
-            time.sleep(0.2)  # Lets the other process's threads stop spinning for work.
-            seconds[name] += child.train_seconds(steps)
-        time.sleep(0.2)
+    each row in turn; each round starts one row later than the one before."""
+    runs: dict[str | None, Callable[[int], list[float]]] = {
+        None: lambda n: _seconds_each(ours, n),
+        **{name: child.train_seconds for name, child in children.items()},
+    }
+    order = list(runs)
+    seconds: dict[str | None, list[float]] = {row: [] for row in order}
+    for round_index in range(rounds):
+        shift = round_index % len(order)
+        for row in order[shift:] + order[:shift]:
+            time.sleep(0.2)  # Lets the previous process's threads stop spinning for work.
+            seconds[row] += runs[row](steps)
     return seconds
 
 
@@ -252,7 +265,9 @@ def main(argv=None) -> None:
     parser.add_argument("--image_size", type=int, default=224)
     parser.add_argument("--dtype", choices=["float32", "bfloat16"], default="float32")
     parser.add_argument("--no_compile", action="store_true", help="Skip torch.compile.")
-    parser.add_argument("--repeats", type=int, default=3, help="Timed calls per row and round.")
+    parser.add_argument(
+        "--repeats", type=int, default=3, help="Timed forward calls; training steps per round."
+    )
     parser.add_argument("--rounds", type=int, default=3, help="Rounds of interleaved training.")
     parser.add_argument("--json", action="store_true")
     parser.add_argument(
@@ -282,7 +297,7 @@ def main(argv=None) -> None:
     results = {ours_name: ours}
     for name, child in children.items():
         results[name] = {**child.timings, "train_s": float(np.median(seconds[name]))}
-    results["vit_jax, one model.apply / plain step"] = {
+    results["vit_jax, one model.apply / plain step (timed alone)"] = {
         **ours,
         "forward_s": ours["forward_whole_batch_s"],
         "train_s": ours["train_plain_s"],
@@ -302,6 +317,8 @@ def main(argv=None) -> None:
     header["train_steps_timed_per_row"] = f"{args.rounds} rounds x {args.repeats}, interleaved"
     torch_env = torch_environment(os.environ, args.torch_huge_pages)
     header["torch_glibc_tunables"] = torch_env.get("GLIBC_TUNABLES") or "-"
+    if args.json:  # Every timed step, in the order timed within each row.
+        header["train_step_seconds"] = {name or ours_name: s for name, s in seconds.items()}
     common.report(rows, as_json=args.json, header=header)
 
 
