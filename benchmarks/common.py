@@ -43,6 +43,12 @@ def model_parser(doc: str, models: Sequence[str]) -> argparse.ArgumentParser:
 
 def time_call(fn: Callable[[], Any], *, warmup: int = 2, repeats: int = 5) -> float:
     """Median wall seconds of `fn()` (outputs blocked on), after `warmup` untimed calls."""
+    return statistics.median(seconds_each(fn, warmup=warmup, repeats=repeats))
+
+
+def seconds_each(fn: Callable[[], Any], *, warmup: int, repeats: int) -> list[float]:
+    """Wall seconds of each of `repeats` calls of `fn()` (outputs blocked on), after `warmup`
+    untimed calls."""
     for _ in range(warmup):
         jax.block_until_ready(fn())
     times = []
@@ -50,7 +56,7 @@ def time_call(fn: Callable[[], Any], *, warmup: int = 2, repeats: int = 5) -> fl
         start = time.perf_counter()
         jax.block_until_ready(fn())
         times.append(time.perf_counter() - start)
-    return statistics.median(times)
+    return times
 
 
 def compiled_flops(jitted: Any, *args: Any) -> float:

@@ -54,7 +54,7 @@ from benchmarks.model_throughput import (
     trainer_step_runner,
 )
 from vit_jax import models
-from vit_jax.cli.huge_pages import OPT_OUT, TUNABLE
+from vit_jax.cli.huge_pages import environment_without_huge_pages
 
 
 def torch_models(image_size: int, name: str = "ViT-B_16"):
@@ -134,25 +134,12 @@ def serve_torch_row(*row_args: Any) -> None:
 def _seconds_each(fn: Callable[[], Any], calls: int) -> list[float]:
     """Seconds of each of `calls` calls, after one untimed call: the first step after another
     process ran pays for its caches and for memory the kernel must find again (huge pages)."""
-    jax.block_until_ready(fn())
-    times = []
-    for _ in range(calls):
-        start = time.perf_counter()
-        jax.block_until_ready(fn())
-        times.append(time.perf_counter() - start)
-    return times
+    return common.seconds_each(fn, warmup=1, repeats=calls)
 
 
 def torch_environment(environ: Mapping[str, str], huge_pages: bool) -> dict[str, str]:
     """`environ` for the torch child: without glibc's huge-page tunable unless `huge_pages`."""
-    env = dict(environ)
-    if not huge_pages:
-        tunables = env.pop("GLIBC_TUNABLES", "").split(":")
-        kept = [t for t in tunables if t and t.split("=")[0] != TUNABLE]
-        if kept:
-            env["GLIBC_TUNABLES"] = ":".join(kept)
-        env[OPT_OUT] = "0"  # The child's own re-exec (this module's) must not add it back.
-    return env
+    return dict(environ) if huge_pages else environment_without_huge_pages(environ)
 
 
 class TorchChild:

@@ -53,6 +53,15 @@ def test_goes_on_unchanged(environ, glibc, thp):
     assert huge_pages.environment_with_huge_pages(environ, glibc, thp) is None
 
 
+def test_without_huge_pages_drops_only_the_tunable_and_opts_out():
+    environ = {"HOME": "/h", "GLIBC_TUNABLES": f"glibc.malloc.arena_max=2:{SET}"}
+    assert huge_pages.environment_without_huge_pages(environ) == {
+        "HOME": "/h",
+        "GLIBC_TUNABLES": "glibc.malloc.arena_max=2",
+        huge_pages.OPT_OUT: "0",
+    }
+
+
 @pytest.mark.parametrize(
     ("orig_argv", "started"),
     [

@@ -66,12 +66,27 @@ def environment_with_huge_pages(
     if MARKER in environ or glibc is None or glibc < _FIRST_GLIBC or thp != "madvise":
         return None
     tunables = environ.get("GLIBC_TUNABLES", "")
-    if any(item.split("=")[0] == TUNABLE for item in tunables.split(":")):
+    if any(_is_ours(item) for item in tunables.split(":")):
         return None
     env = dict(environ)
     env["GLIBC_TUNABLES"] = f"{tunables}:{TUNABLE}=1" if tunables else f"{TUNABLE}=1"
     env[MARKER] = "1"
     return env
+
+
+def environment_without_huge_pages(environ: Mapping[str, str]) -> dict[str, str]:
+    """`environ` less the tunable (other tunables kept), opted out of a re-exec: for a child
+    process that should run as if vit_jax had not set it (a benchmark's other framework)."""
+    env = dict(environ)
+    kept = [t for t in env.pop("GLIBC_TUNABLES", "").split(":") if t and not _is_ours(t)]
+    if kept:
+        env["GLIBC_TUNABLES"] = ":".join(kept)
+    env[OPT_OUT] = "0"
+    return env
+
+
+def _is_ours(tunable_item: str) -> bool:
+    return tunable_item.split("=")[0] == TUNABLE
 
 
 def started_as_module(orig_argv: Sequence[str], module: str) -> bool:
