@@ -15,7 +15,6 @@ extra). Each of the three is timed twice, and the faster median is kept.
 
 from __future__ import annotations
 
-import argparse
 import os
 import time
 
@@ -87,19 +86,12 @@ def measure(shape, dtype: str, repeats: int) -> dict:
         "packed_speedup": seconds["explicit"] / seconds["packed"],
         "torch_sdpa_ms": None if torch_s is None else 1e3 * torch_s,
         "packed_vs_torch": None if torch_s is None else torch_s / seconds["packed"],
-        "max_rel_diff": float(np.abs(got - want).max() / np.abs(want).max()),
+        "max_rel_diff": common.relative_difference(got, want),
     }
 
 
 def main(argv=None) -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--batch", type=int, default=8)
-    parser.add_argument("--tokens", type=int, default=197)
-    parser.add_argument("--heads", type=int, default=12)
-    parser.add_argument("--head_dim", type=int, default=64)
-    parser.add_argument("--dtypes", nargs="+", default=["bfloat16", "float32"])
-    parser.add_argument("--repeats", type=int, default=11)
-    parser.add_argument("--json", action="store_true")
+    parser = common.attention_parser(__doc__, batch=8, repeats=11)
     args = parser.parse_args(argv)
     shape = (args.batch, args.tokens, 3, args.heads, args.head_dim)
     rows = [measure(shape, dtype, args.repeats) for dtype in args.dtypes]

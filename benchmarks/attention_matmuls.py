@@ -22,7 +22,6 @@ operands: max |difference| / max |NumPy's|. Defaults: a training micro-batch of 
 
 from __future__ import annotations
 
-import argparse
 import os
 import resource
 import time
@@ -94,10 +93,6 @@ def _operands(
     return tuple(rng.standard_normal(s, dtype=np.float32) for s in shapes)
 
 
-def _relative_difference(got: np.ndarray, want: np.ndarray) -> float:
-    return float(np.abs(got - want).max() / np.abs(want).max())
-
-
 def measure(name: str, dtype: str, shape: tuple[int, int, int, int], repeats: int) -> dict:
     """One row: the form `name` in `dtype` at `shape` (B, N, H, K), XLA against torch."""
     lhs, rhs = _operands(name, *shape)
@@ -125,22 +120,15 @@ def measure(name: str, dtype: str, shape: tuple[int, int, int, int], repeats: in
         "torch_ms": None if torch_s is None else 1e3 * torch_s,
         "torch_gflops": None if torch_s is None else flops / torch_s / 1e9,
         "torch_vs_xla": None if torch_s is None else seconds / torch_s,
-        "max_rel_diff": _relative_difference(got, want),
+        "max_rel_diff": common.relative_difference(got, want),
         "torch_max_rel_diff": (
-            None if torch_result is None else _relative_difference(torch_result[1], want)
+            None if torch_result is None else common.relative_difference(torch_result[1], want)
         ),
     }
 
 
 def main(argv=None) -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--batch", type=int, default=4)
-    parser.add_argument("--tokens", type=int, default=197)
-    parser.add_argument("--heads", type=int, default=12)
-    parser.add_argument("--head_dim", type=int, default=64)
-    parser.add_argument("--dtypes", nargs="+", default=["bfloat16", "float32"])
-    parser.add_argument("--repeats", type=int, default=20)
-    parser.add_argument("--json", action="store_true")
+    parser = common.attention_parser(__doc__, batch=4, repeats=20)
     args = parser.parse_args(argv)
     shape = (args.batch, args.tokens, args.heads, args.head_dim)
     rows = [

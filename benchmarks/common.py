@@ -15,6 +15,7 @@ from typing import Any
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 
 # Source for a child process that measures its own memory (Linux): `status(field)` is a
 # /proc/self/status field in bytes (VmRSS: now, VmHWM: the peak), `reset_peak()` sets the peak
@@ -39,6 +40,28 @@ def model_parser(doc: str, models: Sequence[str]) -> argparse.ArgumentParser:
     parser.add_argument("--image_size", type=int, default=224)
     parser.add_argument("--json", action="store_true")
     return parser
+
+
+def attention_parser(doc: str, *, batch: int, repeats: int) -> argparse.ArgumentParser:
+    """The command line of a benchmark of the attention core at ViT-B/16's shape: `--batch`
+    (default `batch`), `--tokens` (197), `--heads` (12), `--head_dim` (64), `--dtypes` (bfloat16
+    and float32), `--repeats` (default `repeats`) and `--json`, described by the first line of
+    `doc`."""
+    parser = argparse.ArgumentParser(description=doc.splitlines()[0])
+    parser.add_argument("--batch", type=int, default=batch)
+    parser.add_argument("--tokens", type=int, default=197)
+    parser.add_argument("--heads", type=int, default=12)
+    parser.add_argument("--head_dim", type=int, default=64)
+    parser.add_argument("--dtypes", nargs="+", default=["bfloat16", "float32"])
+    parser.add_argument("--repeats", type=int, default=repeats)
+    parser.add_argument("--json", action="store_true")
+    return parser
+
+
+def relative_difference(got: np.ndarray, want: np.ndarray) -> float:
+    """The largest absolute difference of `got` from `want`, relative to `want`'s largest
+    magnitude: one scale for the whole tensor, so near-zero entries do not blow it up."""
+    return float(np.abs(got - want).max() / np.abs(want).max())
 
 
 def time_call(fn: Callable[[], Any], *, warmup: int = 2, repeats: int = 5) -> float:
