@@ -18,6 +18,11 @@ while XLA ran: process CPU seconds over wall seconds, warm-up calls and spin-wai
 included, so an upper bound on parallel work (about 1.0: one core working). `max_rel_diff`
 (XLA) and `torch_max_rel_diff` compare each product with NumPy's in float32 on the same
 operands: max |difference| / max |NumPy's|. Defaults: a training micro-batch of 4 images.
+
+The `onednn_*` columns run each product inside a jitted JAX program through oneDNN's batched
+matmul, as an XLA custom call (`benchmarks.onednn_matmul`: the library torch's CPU matmuls use,
+float32 outputs like XLA's), on the same operands in `dtype`; empty where it is unavailable
+(the header says why).
 """
 
 from __future__ import annotations
@@ -32,7 +37,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from benchmarks import common
+from benchmarks import common, onednn_matmul
 from vit_jax.models.matmul import einsum_f32, einsum_f32_materialised
 
 # name -> (einsum over [B, H, ., .] operands, operand shapes given tokens n and head dim k).
@@ -80,6 +85,26 @@ def _torch_product(
     return seconds, products[name]().float().numpy()
 
 
+def _onednn_product(a: jax.Array, b: jax.Array, name: str, repeats: int):
+    """(median seconds, float32 result) of the same product through oneDNN's batched matmul,
+    called from a jitted program; None where it is unavailable."""
+    if onednn_matmul.unavailable() is not None:
+        return None
+    *batch, rows, cols = a.shape  # FORMS: [B, H, ., .]; DENSE: [B * N, H * K].
+    groups = int(np.prod(batch))
+    flags = {"qk": (False, True), "pv": (False, False), "ptx": (True, False), DENSE: (False, False)}
+    lhs_t, rhs_t = flags[name]
+
+    def product(a, b):
+        lhs, rhs = a.reshape(groups, rows, cols), b.reshape(groups, *b.shape[-2:])
+        out = onednn_matmul.batched_matmul(lhs, rhs, lhs_transposed=lhs_t, rhs_transposed=rhs_t)
+        return out.reshape(*batch, *out.shape[1:])
+
+    fn = jax.jit(product)
+    seconds = float(np.median(common.seconds_each(lambda: fn(a, b), warmup=2, repeats=repeats)))
+    return seconds, np.asarray(fn(a, b))
+
+
 def _operands(
     name: str, batch: int, tokens: int, heads: int, head_dim: int
 ) -> tuple[np.ndarray, np.ndarray]:
@@ -108,6 +133,8 @@ def measure(name: str, dtype: str, shape: tuple[int, int, int, int], repeats: in
     rounded = (np.array(x, np.float32) for x in (a, b))  # Writable copies, as torch wants.
     torch_result = _torch_product(*rounded, name, dtype, repeats)
     torch_s = None if torch_result is None else torch_result[0]
+    onednn_result = _onednn_product(a, b, name, repeats)
+    onednn_s = None if onednn_result is None else onednn_result[0]
     lhs_spec, output_spec = spec.split(",")[0], spec.split("->")[1]
     contracted = [size for index, size in zip(lhs_spec, lhs.shape) if index not in output_spec]
     flops = 2.0 * float(np.prod(got.shape)) * float(np.prod(contracted))
@@ -124,6 +151,11 @@ def measure(name: str, dtype: str, shape: tuple[int, int, int, int], repeats: in
         "torch_max_rel_diff": (
             None if torch_result is None else common.relative_difference(torch_result[1], want)
         ),
+        "onednn_ms": None if onednn_s is None else 1e3 * onednn_s,
+        "onednn_vs_xla": None if onednn_s is None else seconds / onednn_s,
+        "onednn_max_rel_diff": (
+            None if onednn_result is None else common.relative_difference(onednn_result[1], want)
+        ),
     }
 
 
@@ -136,7 +168,8 @@ def main(argv=None) -> None:
         for dtype in args.dtypes
         for name in (*FORMS, DENSE)
     ]
-    common.report(rows, as_json=args.json, header={"bnhk": list(shape)})
+    onednn = onednn_matmul.unavailable() or "built"
+    common.report(rows, as_json=args.json, header={"bnhk": list(shape), "onednn": onednn})
 
 
 if __name__ == "__main__":
