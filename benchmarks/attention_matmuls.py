@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import os
 import resource
+import sys
 import time
 from collections.abc import Callable
 from typing import Any
@@ -49,6 +50,8 @@ FORMS: dict[str, tuple[str, Callable[[int, int], tuple[tuple[int, int], tuple[in
 # For contrast, one dense matmul of the same layer: the MLP's first,
 # `[B * N, H * K] x [H * K, 4 * H * K]`.
 DENSE = "dense"
+# name -> which operand `onednn_matmul.batched_matmul` takes transposed: (lhs, rhs).
+ONEDNN_TRANSPOSED = {"qk": (False, True), "pv": (False, False), "ptx": (True, False)}
 
 
 def _cpu_seconds() -> float:
@@ -85,24 +88,25 @@ def _torch_product(
     return seconds, products[name]().float().numpy()
 
 
-def _onednn_product(a: jax.Array, b: jax.Array, name: str, repeats: int):
+def _onednn_product(
+    lhs: jax.Array, rhs: jax.Array, name: str, repeats: int
+) -> tuple[float, np.ndarray] | None:
     """(median seconds, float32 result) of the same product through oneDNN's batched matmul,
     called from a jitted program; None where it is unavailable."""
-    if onednn_matmul.unavailable() is not None:
+    if onednn_matmul.unavailable(lhs.dtype) is not None:
         return None
-    *batch, rows, cols = a.shape  # FORMS: [B, H, ., .]; DENSE: [B * N, H * K].
+    *batch, rows, cols = lhs.shape  # FORMS: [B, H, ., .]; DENSE: [B * N, H * K].
     groups = int(np.prod(batch))
-    flags = {"qk": (False, True), "pv": (False, False), "ptx": (True, False), DENSE: (False, False)}
-    lhs_t, rhs_t = flags[name]
+    lhs_t, rhs_t = ONEDNN_TRANSPOSED.get(name, (False, False))
 
-    def product(a, b):
-        lhs, rhs = a.reshape(groups, rows, cols), b.reshape(groups, *b.shape[-2:])
-        out = onednn_matmul.batched_matmul(lhs, rhs, lhs_transposed=lhs_t, rhs_transposed=rhs_t)
+    def product(a: jax.Array, b: jax.Array) -> jax.Array:
+        a, b = a.reshape(groups, rows, cols), b.reshape(groups, *b.shape[-2:])  # [G, ., .]
+        out = onednn_matmul.batched_matmul(a, b, lhs_transposed=lhs_t, rhs_transposed=rhs_t)
         return out.reshape(*batch, *out.shape[1:])
 
     fn = jax.jit(product)
-    seconds = float(np.median(common.seconds_each(lambda: fn(a, b), warmup=2, repeats=repeats)))
-    return seconds, np.asarray(fn(a, b))
+    seconds = float(np.median(common.seconds_each(lambda: fn(lhs, rhs), warmup=2, repeats=repeats)))
+    return seconds, np.asarray(fn(lhs, rhs))
 
 
 def _operands(
@@ -119,7 +123,8 @@ def _operands(
 
 
 def measure(name: str, dtype: str, shape: tuple[int, int, int, int], repeats: int) -> dict:
-    """One row: the form `name` in `dtype` at `shape` (B, N, H, K), XLA against torch."""
+    """One row: the form `name` in `dtype` at `shape` (B, N, H, K), XLA against torch and
+    oneDNN."""
     lhs, rhs = _operands(name, *shape)
     spec = "ti,io->to" if name == DENSE else FORMS[name][0]
     low_precision = jnp.dtype(dtype) != jnp.float32
@@ -152,6 +157,7 @@ def measure(name: str, dtype: str, shape: tuple[int, int, int, int], repeats: in
             None if torch_result is None else common.relative_difference(torch_result[1], want)
         ),
         "onednn_ms": None if onednn_s is None else 1e3 * onednn_s,
+        "onednn_gflops": None if onednn_s is None else flops / onednn_s / 1e9,
         "onednn_vs_xla": None if onednn_s is None else seconds / onednn_s,
         "onednn_max_rel_diff": (
             None if onednn_result is None else common.relative_difference(onednn_result[1], want)
@@ -168,7 +174,11 @@ def main(argv=None) -> None:
         for dtype in args.dtypes
         for name in (*FORMS, DENSE)
     ]
-    onednn = onednn_matmul.unavailable() or "built"
+    # Only the first line of a reason: a failed build's compiler output would break the header.
+    reasons = {d: onednn_matmul.unavailable(d) or "built" for d in args.dtypes}
+    for reason in {r for r in reasons.values() if "\n" in r}:
+        print(reason, file=sys.stderr)
+    onednn = {d: reason.splitlines()[0] for d, reason in reasons.items()}
     common.report(rows, as_json=args.json, header={"bnhk": list(shape), "onednn": onednn})
 
 

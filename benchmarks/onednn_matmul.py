@@ -3,9 +3,10 @@
 from inside XLA's runtime, with its threads and buffers, and not only from torch?
 
 Benchmarks only; the model does not use it. Needs g++ and oneDNN's CPU library and headers from
-PyPI (`onednn-cpu-gomp`, `onednn-devel-cpu-gomp`: the `dev` extra) in this interpreter's prefix.
-The source (`native/onednn_batched_matmul.cc`) is compiled on first use into
-`~/.cache/vit_jax/onednn/`, named by a hash of the source, jaxlib's version and oneDNN's path.
+PyPI (`onednn-cpu-gomp`, `onednn-devel-cpu-gomp`: the `dev` extra) in this interpreter's prefix,
+and the system's GNU OpenMP (`libgomp.so.1`). `load()` compiles the source
+(`native/onednn_batched_matmul.cc`) on first use into `$XDG_CACHE_HOME/vit_jax/onednn/`
+(default `~/.cache`), named by a hash of everything the build depends on.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ import os
 import shutil
 import subprocess
 import sys
+import threading
 from pathlib import Path
 
 import jax
@@ -26,39 +28,81 @@ import jaxlib
 SOURCE = Path(__file__).parent / "native" / "onednn_batched_matmul.cc"
 TARGET = "vit_jax_onednn_batched_matmul"
 INSTALL_HINT = "pip install onednn-cpu-gomp onednn-devel-cpu-gomp (the `dev` extra)"
+DTYPES = (jnp.dtype(jnp.bfloat16), jnp.dtype(jnp.float32))
+# dtype -> whether this CPU has oneDNN's matmul for it; filled by `load()`.
+_supported: dict[jnp.dtype, bool] = {}
+
+
+def _cache_dir() -> Path:
+    return Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "vit_jax" / "onednn"
+
+
+def _build(compiler: str, include: Path, lib: Path) -> tuple[Path | None, str | None]:
+    """(the built library, None), or (None, why it could not be built)."""
+    command = [
+        compiler, "-O2", "-std=c++17", "-shared", "-fPIC",
+        "-w",  # XLA's FFI headers warn under g++ (-Wreturn-type); the handler itself is clean.
+        f"-I{include}", f"-I{jax.ffi.include_dir()}", str(SOURCE),
+        f"-L{lib}", "-ldnnl", f"-Wl,-rpath,{lib}",
+    ]  # fmt: skip
+    version = subprocess.run([compiler, "--version"], capture_output=True, text=True).stdout
+    key = hashlib.sha256()
+    for part in (SOURCE.read_bytes(), (include / "oneapi/dnnl/dnnl_version.h").read_bytes()):
+        key.update(part)
+    key.update(f"{' '.join(command)}\n{version}\n{jaxlib.__version__}".encode())
+    library = _cache_dir() / f"{key.hexdigest()[:16]}.so"
+    if library.is_file():
+        return library, None
+    # Named by process and thread: parallel test workers may build at once; each rename is
+    # atomic, and the last one wins.
+    partial = library.with_name(f"{library.stem}.{os.getpid()}.{threading.get_ident()}.tmp")
+    try:
+        library.parent.mkdir(parents=True, exist_ok=True)
+        built = subprocess.run([*command, "-o", str(partial)], capture_output=True, text=True)
+        if built.returncode != 0:
+            return None, f"building {SOURCE.name} failed:\n{built.stderr[-3000:]}"
+        os.replace(partial, library)
+    except OSError as error:
+        return None, f"cannot write the build cache {library.parent} ({error}); set XDG_CACHE_HOME"
+    finally:
+        partial.unlink(missing_ok=True)
+    return library, None
 
 
 @functools.cache
-def unavailable() -> str | None:
-    """None once the custom call is built and registered, else why it cannot be."""
+def load() -> str | None:
+    """Builds (once per source and toolchain), loads and registers the custom call in this
+    process. Returns None when it is ready, else why it is not (never raises)."""
     compiler = shutil.which("g++")
     include, lib = Path(sys.prefix) / "include", Path(sys.prefix) / "lib"
     if compiler is None:
         return "no g++ on PATH to build the oneDNN custom call"
     if not (include / "dnnl.hpp").is_file() or not (lib / "libdnnl.so").is_file():
         return f"oneDNN is not installed in {sys.prefix}: {INSTALL_HINT}"
-    key = hashlib.sha256(SOURCE.read_bytes() + f"{jaxlib.__version__}:{lib}".encode())
-    cache = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "vit_jax" / "onednn"
-    library = cache / f"{key.hexdigest()[:16]}.so"
-    if not library.is_file():
-        try:
-            cache.mkdir(parents=True, exist_ok=True)
-        except OSError as error:
-            return f"cannot create the build cache {cache} ({error}); set XDG_CACHE_HOME"
-        partial = library.with_name(f"{library.stem}.{os.getpid()}.tmp")
-        command = [
-            compiler, "-O2", "-std=c++17", "-shared", "-fPIC", "-w",
-            f"-I{include}", f"-I{jax.ffi.include_dir()}", str(SOURCE),
-            f"-L{lib}", "-ldnnl", f"-Wl,-rpath,{lib}", "-o", str(partial),
-        ]  # fmt: skip
-        built = subprocess.run(command, capture_output=True, text=True)
-        if built.returncode != 0:
-            return f"building {SOURCE.name} failed:\n{built.stderr[-3000:]}"
-        os.replace(partial, library)  # Atomic: parallel test workers may build it at once.
-    handle = ctypes.cdll.LoadLibrary(str(library))
+    library, reason = _build(compiler, include, lib)
+    if library is None:
+        return reason
+    try:
+        handle = ctypes.cdll.LoadLibrary(str(library))
+    except OSError as error:  # A missing libgomp.so.1, say.
+        return f"loading {library} failed: {error}"
     jax.ffi.register_ffi_target(
         TARGET, jax.ffi.pycapsule(handle.OnednnBatchedMatmul), platform="cpu"
     )
+    for dtype in DTYPES:
+        _supported[dtype] = bool(handle.OnednnSupportsMatmul(int(dtype == jnp.bfloat16)))
+    return None
+
+
+def unavailable(dtype: object) -> str | None:
+    """None when `batched_matmul` runs for `dtype` operands here, else why it does not."""
+    reason = load()
+    if reason is not None:
+        return reason
+    if jnp.dtype(dtype) not in DTYPES:
+        return f"only bfloat16 and float32 operands, not {jnp.dtype(dtype)}"
+    if not _supported[jnp.dtype(dtype)]:
+        return f"oneDNN has no {jnp.dtype(dtype)} matmul on this CPU (AVX-512 or AVX2-VNNI-2)"
     return None
 
 
@@ -68,13 +112,27 @@ def batched_matmul(
     """`lhs [G, M, K] @ rhs [G, K, N] -> [G, M, N]` float32, by oneDNN; `lhs_transposed` takes
     lhs as `[G, K, M]`, `rhs_transposed` rhs as `[G, N, K]` (no copy). Both operands bfloat16
     or both float32; accumulates in float32, as `matmul.einsum_f32_materialised` does."""
-    reason = unavailable()
+    if lhs.ndim != 3 or rhs.ndim != 3 or lhs.dtype != rhs.dtype:
+        raise ValueError(
+            "want two [G, ., .] operands of one dtype, got "
+            f"{lhs.dtype}{list(lhs.shape)} and {rhs.dtype}{list(rhs.shape)}"
+        )
+    reason = unavailable(lhs.dtype)
     if reason is not None:
         raise RuntimeError(f"oneDNN's batched matmul is unavailable: {reason}")
-    if lhs.ndim != 3 or rhs.ndim != 3 or lhs.dtype != rhs.dtype:
-        raise ValueError(f"want two [G, ., .] operands of one dtype, got {lhs} and {rhs}")
-    rows = lhs.shape[2] if lhs_transposed else lhs.shape[1]
-    cols = rhs.shape[1] if rhs_transposed else rhs.shape[2]
-    out = jax.ShapeDtypeStruct((lhs.shape[0], rows, cols), jnp.float32)
-    call = jax.ffi.ffi_call(TARGET, out)
+    groups = lhs.shape[0]
+    if lhs_transposed:
+        inner, rows = lhs.shape[1:]  # [G, K, M]
+    else:
+        rows, inner = lhs.shape[1:]  # [G, M, K]
+    if rhs_transposed:
+        cols, rhs_inner = rhs.shape[1:]  # [G, N, K]
+    else:
+        rhs_inner, cols = rhs.shape[1:]  # [G, K, N]
+    if rhs.shape[0] != groups or rhs_inner != inner:
+        raise ValueError(
+            f"lhs {list(lhs.shape)} (transposed: {lhs_transposed}) and rhs {list(rhs.shape)} "
+            f"(transposed: {rhs_transposed}) disagree on G or on the contracted size"
+        )
+    call = jax.ffi.ffi_call(TARGET, jax.ShapeDtypeStruct((groups, rows, cols), jnp.float32))
     return call(lhs, rhs, lhs_transposed=lhs_transposed, rhs_transposed=rhs_transposed)

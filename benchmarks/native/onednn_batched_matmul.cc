@@ -3,12 +3,14 @@
 // lhs [G, M, K] (or [G, K, M] with lhs_transposed), rhs [G, K, N] (or [G, N, K] with
 // rhs_transposed), both bfloat16 or both float32 -> out [G, M, N] float32, the same contract
 // as the attention core's `einsum_f32_materialised`. A transposed operand is described to
-// oneDNN by its strides, so no copy is made. Primitives are cached by shape and dtype: creating
-// one costs far more than running it at these sizes. XLA runs independent custom calls on
+// oneDNN by its strides, so no copy is made. Primitives are cached by shape, dtype and layout:
+// creating one costs far more than running it at these sizes. Float32 math is pinned to
+// strict, so an environment setting (ONEDNN_DEFAULT_FPMATH_MODE) cannot lower its precision. XLA runs independent custom calls on
 // several threads at once, and oneDNN's own scratchpad is shared between primitives unless the
 // library was built for concurrent execution, so each call brings its own (thread-local).
 #include <algorithm>
 #include <cstdint>
+#include <exception>
 #include <map>
 #include <mutex>
 #include <tuple>
@@ -61,6 +63,7 @@ const Cached& Primitive(const Shapes& shapes, int64_t g, int64_t m, int64_t k, i
   if (found != cache.end()) return found->second;
   dnnl::primitive_attr attributes;
   attributes.set_scratchpad_mode(dnnl::scratchpad_mode::user);
+  attributes.set_fpmath_mode(dnnl::fpmath_mode::strict);
   dnnl::matmul::primitive_desc description(Engine(), shapes.lhs, shapes.rhs, shapes.out,
                                            attributes);
   Cached entry{dnnl::matmul(description), description.scratchpad_desc()};
@@ -78,13 +81,20 @@ ffi::Error BatchedMatmul(ffi::AnyBuffer lhs, ffi::AnyBuffer rhs, ffi::Result<ffi
     case ffi::DataType::F32: type = data_type::f32; break;
     default: return ffi::Error::InvalidArgument("dtype must be bfloat16 or float32");
   }
-  auto l = lhs.dimensions(), r = rhs.dimensions();
-  if (l.size() != 3 || r.size() != 3) {
-    return ffi::Error::InvalidArgument("operands must be [G, ., .]");
+  auto l = lhs.dimensions(), r = rhs.dimensions(), o = out->dimensions();
+  if (l.size() != 3 || r.size() != 3 || o.size() != 3) {
+    return ffi::Error::InvalidArgument("operands and result must be [G, ., .]");
   }
   int64_t g = l[0];
   int64_t m = lhs_transposed ? l[2] : l[1], k = lhs_transposed ? l[1] : l[2];
-  int64_t n = rhs_transposed ? r[1] : r[2];
+  int64_t rhs_k = rhs_transposed ? r[2] : r[1], n = rhs_transposed ? r[1] : r[2];
+  // Checked here too, not only in Python: a wrong shape would make oneDNN read out of bounds.
+  if (r[0] != g || rhs_k != k) {
+    return ffi::Error::InvalidArgument("lhs and rhs disagree on G or on the contracted size");
+  }
+  if (out->element_type() != ffi::DataType::F32 || o[0] != g || o[1] != m || o[2] != n) {
+    return ffi::Error::InvalidArgument("the result must be float32 [G, M, N]");
+  }
   try {
     Shapes shapes = Describe(g, m, k, n, type, lhs_transposed, rhs_transposed);
     const Cached& cached = Primitive(shapes, g, m, k, n, type, lhs_transposed, rhs_transposed);
@@ -100,8 +110,10 @@ ffi::Error BatchedMatmul(ffi::AnyBuffer lhs, ffi::AnyBuffer rhs, ffi::Result<ffi
                                    {DNNL_ARG_DST, c},
                                    {DNNL_ARG_SCRATCHPAD, pad}});
     stream.wait();
-  } catch (const dnnl::error& error) {
+  } catch (const std::exception& error) {  // dnnl::error, bad_alloc: never across the C ABI.
     return ffi::Error::Internal(error.what());
+  } catch (...) {
+    return ffi::Error::Internal("oneDNN's matmul failed");
   }
   return ffi::Error::Success();
 }
@@ -115,3 +127,16 @@ XLA_FFI_DEFINE_HANDLER_SYMBOL(OnednnBatchedMatmul, BatchedMatmul,
                                   .Ret<ffi::AnyBuffer>()
                                   .Attr<bool>("lhs_transposed")
                                   .Attr<bool>("rhs_transposed"));
+
+// 1 if this CPU has oneDNN's matmul for `bfloat16` (else float32) inputs, else 0: bfloat16
+// needs AVX-512 or AVX2-VNNI-2, and without it creating the primitive fails.
+extern "C" int OnednnSupportsMatmul(int bfloat16) {
+  try {
+    data_type type = bfloat16 ? data_type::bf16 : data_type::f32;
+    Shapes shapes = Describe(1, 1, 1, 1, type, false, false);
+    dnnl::matmul::primitive_desc description(Engine(), shapes.lhs, shapes.rhs, shapes.out);
+    return 1;
+  } catch (...) {
+    return 0;
+  }
+}

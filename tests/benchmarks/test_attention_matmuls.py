@@ -39,8 +39,9 @@ def test_rows_values_and_arithmetic(capsys):
         # Both sides multiply the same bfloat16-rounded values, whose products are exact in
         # float32, and XLA accumulates and returns float32: only the summation order differs.
         assert row["max_rel_diff"] < 1e-5, (name, dtype)
-        if report["onednn"] == "built":  # oneDNN, like XLA, returns float32 sums.
+        if report["onednn"][dtype] == "built":  # oneDNN, like XLA, returns float32 sums.
             assert row["onednn_max_rel_diff"] < 1e-5, (name, dtype)
+            assert row["onednn_gflops"] == pytest.approx(flops / (row["onednn_ms"] * 1e6))
             assert row["onednn_vs_xla"] == pytest.approx(row["xla_ms"] / row["onednn_ms"])
         else:
             assert row["onednn_ms"] is None and row["onednn_max_rel_diff"] is None
