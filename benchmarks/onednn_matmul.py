@@ -28,6 +28,7 @@ import jaxlib
 SOURCE = Path(__file__).parent / "native" / "onednn_batched_matmul.cc"
 TARGET = "vit_jax_onednn_batched_matmul"
 INSTALL_HINT = "pip install onednn-cpu-gomp onednn-devel-cpu-gomp (the `dev` extra)"
+VERSION_HEADER = "oneapi/dnnl/dnnl_version.h"  # Part of the build's cache key.
 DTYPES = (jnp.dtype(jnp.bfloat16), jnp.dtype(jnp.float32))
 # dtype -> whether this CPU has oneDNN's matmul for it; filled by `load()`.
 _supported: dict[jnp.dtype, bool] = {}
@@ -47,7 +48,7 @@ def _build(compiler: str, include: Path, lib: Path) -> tuple[Path | None, str | 
     ]  # fmt: skip
     version = subprocess.run([compiler, "--version"], capture_output=True, text=True).stdout
     key = hashlib.sha256()
-    for part in (SOURCE.read_bytes(), (include / "oneapi/dnnl/dnnl_version.h").read_bytes()):
+    for part in (SOURCE.read_bytes(), (include / VERSION_HEADER).read_bytes()):
         key.update(part)
     key.update(f"{' '.join(command)}\n{version}\n{jaxlib.__version__}".encode())
     library = _cache_dir() / f"{key.hexdigest()[:16]}.so"
@@ -77,7 +78,8 @@ def load() -> str | None:
     include, lib = Path(sys.prefix) / "include", Path(sys.prefix) / "lib"
     if compiler is None:
         return "no g++ on PATH to build the oneDNN custom call"
-    if not (include / "dnnl.hpp").is_file() or not (lib / "libdnnl.so").is_file():
+    needed = (include / "dnnl.hpp", include / VERSION_HEADER, lib / "libdnnl.so")
+    if not all(path.is_file() for path in needed):
         return f"oneDNN is not installed in {sys.prefix}: {INSTALL_HINT}"
     library, reason = _build(compiler, include, lib)
     if library is None:

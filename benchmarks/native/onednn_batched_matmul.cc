@@ -1,13 +1,14 @@
 // A batched matmul through oneDNN, as an XLA FFI custom call on CPU (benchmarks only).
 //
 // lhs [G, M, K] (or [G, K, M] with lhs_transposed), rhs [G, K, N] (or [G, N, K] with
-// rhs_transposed), both bfloat16 or both float32 -> out [G, M, N] float32, the same contract
-// as the attention core's `einsum_f32_materialised`. A transposed operand is described to
-// oneDNN by its strides, so no copy is made. Primitives are cached by shape, dtype and layout:
-// creating one costs far more than running it at these sizes. Float32 math is pinned to
-// strict, so an environment setting (ONEDNN_DEFAULT_FPMATH_MODE) cannot lower its precision. XLA runs independent custom calls on
-// several threads at once, and oneDNN's own scratchpad is shared between primitives unless the
-// library was built for concurrent execution, so each call brings its own (thread-local).
+// rhs_transposed), both bfloat16 or both float32 -> out [G, M, N] float32, the same contract as
+// the attention core's `einsum_f32_materialised`. A transposed operand is described to oneDNN
+// by its strides, so no copy is made. Primitives are cached by shape, dtype and layout:
+// creating one costs far more than running it at these sizes. Float32 math is pinned to strict,
+// so an environment setting (ONEDNN_DEFAULT_FPMATH_MODE) cannot lower its precision. XLA runs
+// independent custom calls on several threads at once, and oneDNN's own scratchpad is shared
+// between primitives unless the library was built for concurrent execution, so each call brings
+// its own (thread-local).
 #include <algorithm>
 #include <cstdint>
 #include <exception>
