@@ -84,7 +84,7 @@ def _torch_product(
         "ptx": lambda: torch.matmul(a.transpose(-1, -2), b),
         DENSE: lambda: torch.matmul(a, b),
     }
-    seconds = float(np.median(common.seconds_each(products[name], warmup=2, repeats=repeats)))
+    seconds = common.time_call(products[name], repeats=repeats)
     return seconds, products[name]().float().numpy()
 
 
@@ -105,7 +105,7 @@ def _onednn_product(
         return out.reshape(*batch, *out.shape[1:])
 
     fn = jax.jit(product)
-    seconds = float(np.median(common.seconds_each(lambda: fn(lhs, rhs), warmup=2, repeats=repeats)))
+    seconds = common.time_call(lambda: fn(lhs, rhs), repeats=repeats)
     return seconds, np.asarray(fn(lhs, rhs))
 
 
