@@ -20,7 +20,7 @@ included, so an upper bound on parallel work (about 1.0: one core working). `max
 operands: max |difference| / max |NumPy's|. Defaults: a training micro-batch of 4 images.
 
 The `onednn_*` columns run each product inside a jitted JAX program through oneDNN's batched
-matmul, as an XLA custom call (`benchmarks.onednn_matmul`: the library torch's CPU matmuls use,
+matmul, as an XLA custom call (`vit_jax.models.onednn_matmul`: the library torch's CPU matmuls use,
 float32 outputs like XLA's), on the same operands in `dtype`; empty where it is unavailable
 (the header says why).
 """
@@ -38,7 +38,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from benchmarks import common, onednn_matmul
+from benchmarks import common
+from vit_jax.models import onednn_matmul
 from vit_jax.models.matmul import einsum_f32, einsum_f32_materialised
 
 # name -> (einsum over [B, H, ., .] operands, operand shapes given tokens n and head dim k).

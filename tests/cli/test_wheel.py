@@ -46,6 +46,12 @@ def test_wheel_ships_each_config_once(wheel):
     assert "vit_jax/train.py" in names
 
 
+def test_wheel_ships_the_onednn_source(wheel):
+    # The oneDNN custom call is built on the user's machine from this file.
+    names = zipfile.ZipFile(wheel).namelist()
+    assert "vit_jax/models/native/onednn_batched_matmul.cc" in names
+
+
 @pytest.mark.slow  # CI runs it; `-m "not slow"` skips it in the inner loop.
 def test_main_job_runs_from_the_installed_wheel_elsewhere(main_job, wheel, tmp_path):
     site = tmp_path / "site-packages"

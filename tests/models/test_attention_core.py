@@ -9,6 +9,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
+from tests.models import onednn
 from vit_jax.models.attention_core import explicit_attention, packed_attention
 
 SHAPE = (2, 9, 3, 4, 8)  # [B, N, 3, H, K]
@@ -64,6 +65,26 @@ def test_gradient_with_a_large_row_sum_term():
     got = jax.grad(loss16)(qkv16).astype(jnp.float32)
     want = jax.grad(loss32)(qkv)
     assert float(jnp.linalg.norm(got - want) / jnp.linalg.norm(want)) < 0.02
+
+
+@pytest.mark.parametrize("dtype", [jnp.float32, jnp.bfloat16])
+def test_onednn_products_give_the_xla_products_values_and_gradient(dtype):
+    """The same VJP with its six products by oneDNN: the values and gradient of XLA's products
+    within one rounding of the compute dtype (float32: the explicit attention's, JAX's own
+    gradient). Under `jax.jit`, as the custom call only lowers there."""
+    onednn.require(dtype)
+    qkv, cotangent = (x.astype(dtype) for x in _inputs())
+    xla = lambda x: packed_attention(x, products="xla")
+    ours = lambda x: packed_attention(x, products="onednn")
+    values_and_gradient = lambda core: jax.jit(lambda x, c: (core(x), _gradient(core, x, c)))
+    want, want_grad = values_and_gradient(xla)(qkv, cotangent)
+    got, got_grad = values_and_gradient(ours)(qkv, cotangent)
+    assert got.dtype == dtype and got_grad.dtype == dtype and got_grad.shape == SHAPE
+    tolerance = 1e-5 if dtype == jnp.float32 else 0.02
+    for got_value, want_value in ((got, want), (got_grad, want_grad)):
+        got_value, want_value = (np.asarray(v, np.float32) for v in (got_value, want_value))
+        scale = np.abs(want_value).max()
+        np.testing.assert_allclose(got_value, want_value, atol=tolerance * scale)
 
 
 def _dot_operand_types(compiled_hlo: str) -> list[tuple[str, str]]:

@@ -7,6 +7,7 @@ import jax.numpy as jnp
 import pytest
 
 from vit_jax import models
+from vit_jax.errors import ConfigError
 from vit_jax.models import backend_tuning
 
 
@@ -126,6 +127,15 @@ def test_auto_attention_is_the_backends_choice_where_it_runs(
 )
 def test_programs_for_other_devices_compile_a_portable_attention(platforms, want):
     assert backend_tuning.attention_compiled_for(platforms) == want
+
+
+@pytest.mark.parametrize("platforms", [["cpu"], ["tpu"], ["cpu", "cuda"]])
+def test_onednn_attention_is_never_compiled_for_other_devices(platforms):
+    """Its custom call exists only in the CPU process that built it: a plan or an export with
+    it is refused by name, before anything is lowered."""
+    fields = {"attention_implementation": "onednn", "matmul_outputs": "auto"}
+    with pytest.raises(ConfigError, match=r"'onednn'.*cannot be compiled for"):
+        backend_tuning.model_fields_compiled_for(fields, platforms)
 
 
 @pytest.mark.parametrize(

@@ -8,8 +8,9 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from tests.models import tiny
-from vit_jax.models import attention, backend_tuning
+from tests.models import onednn, tiny
+from vit_jax.errors import ConfigError
+from vit_jax.models import attention, backend_tuning, onednn_matmul
 from vit_jax.models.attention import SelfAttention
 from vit_jax.models.encoder import MlpBlock
 
@@ -263,6 +264,44 @@ def test_attention_implementations_agree(dtype):
     atol = 1e-5 if dtype == jnp.float32 else 0.05
     np.testing.assert_allclose(outputs["xla"], outputs["explicit"], atol=atol)
     np.testing.assert_allclose(outputs["auto"], outputs["explicit"], atol=atol)
+
+
+@pytest.mark.parametrize("dtype", [jnp.float32, jnp.bfloat16])
+def test_onednn_attention_agrees_with_the_explicit_one_in_a_training_step(dtype):
+    """ "onednn": the explicit attention with oneDNN's products. The same outputs and parameter
+    gradients as "explicit" within float tolerance, also with the class-token-only last block
+    (whose few queries take XLA's products)."""
+    onednn.require(dtype)
+    x = _inputs().astype(dtype)
+    params = _randomise(SelfAttention(4).init(jax.random.key(0), x)["params"])
+
+    def loss_and_grad(implementation, num_queries):
+        module = SelfAttention(4, dtype=dtype, implementation=implementation)
+        loss = lambda p: jnp.sum(
+            module.apply({"params": p}, x, num_queries=num_queries).astype(jnp.float32) ** 2
+        )
+        return jax.jit(jax.value_and_grad(loss))(params)
+
+    for num_queries in (None, 3):
+        want, got = (loss_and_grad(impl, num_queries) for impl in ("explicit", "onednn"))
+        # Against the largest value of each (the loss, the gradients): the key bias's gradient
+        # is zero but for rounding, so its own scale would be rounding.
+        tolerance = 1e-5 if dtype == jnp.float32 else 0.03
+        for got_part, want_part in zip(got, want):
+            scale = max(float(jnp.max(jnp.abs(leaf))) for leaf in jax.tree.leaves(want_part))
+            for got_leaf, want_leaf in zip(jax.tree.leaves(got_part), jax.tree.leaves(want_part)):
+                assert float(jnp.max(jnp.abs(got_leaf - want_leaf))) <= tolerance * scale
+
+
+def test_onednn_attention_is_refused_where_it_cannot_run(monkeypatch):
+    x = _inputs()
+    params = SelfAttention(4).init(jax.random.key(0), x)["params"]
+    monkeypatch.setattr(onednn_matmul, "unavailable", lambda dtype: "no g++ on PATH (a test)")
+    with pytest.raises(ConfigError, match=r"'onednn' cannot run here: no g\+\+ on PATH"):
+        SelfAttention(4, implementation="onednn").apply({"params": params}, x)
+    monkeypatch.setattr(jax, "default_backend", lambda: "gpu")
+    with pytest.raises(ConfigError, match="runs on CPU only"):
+        SelfAttention(4, implementation="onednn").apply({"params": params}, x)
 
 
 @pytest.mark.parametrize("dtype", [jnp.float32, jnp.bfloat16])

@@ -11,6 +11,7 @@ import numpy as np
 import optax
 import pytest
 
+from tests.models import onednn
 from tests.training import synthetic
 from vit_jax import models, sharding
 from vit_jax.models import backend_tuning
@@ -70,6 +71,18 @@ def test_sharded_steps_match_one_device(config, sharded):
     for array in (kernel, momentum):
         assert array.sharding.spec == jax.sharding.PartitionSpec(None, "fsdp")
         assert array.addressable_shards[0].data.shape == (16, 8)
+
+
+def test_onednn_attention_trains_sharded_as_the_explicit_one(config, sharded):
+    """The "onednn" attention's custom call has no sharding rule: XLA gathers its operands
+    onto every device. Slower, but the same steps as the explicit attention (`sharded`)."""
+    onednn.require(jnp.float32)
+    losses, params, _ = sharded
+    config = config.copy_and_resolve_references()
+    config.model.attention_implementation = "onednn"
+    got_losses, got_params, _ = run_steps(config, jax.devices(), MESH)
+    np.testing.assert_allclose(got_losses, losses, rtol=1e-5)
+    assert_trees_close(got_params, params, rtol=1e-4, atol=1e-6)
 
 
 def test_gradient_accumulation_equals_large_batch(config, sharded):

@@ -17,7 +17,9 @@ The attention core (`implementation`): "auto" (default) takes the default backen
 `vit_jax.models.attention_core` on CPU; cuDNN's flash attention on NVIDIA GPUs that run it;
 `jax.nn.dot_product_attention`, left to JAX, elsewhere; each measured there). "xla" and
 "cudnn" force `dot_product_attention` with that implementation ("cudnn" at even sequence
-lengths, `even_length_attention`); "explicit" forces the explicit path. All give the same
+lengths, `even_length_attention`); "explicit" forces the explicit path with XLA's products,
+"onednn" with oneDNN's (`models.onednn_matmul`: CPU only, an optional build, never chosen by
+"auto": see `backend_tuning`, item 1; a clear error where it does not run). All give the same
 outputs within float tolerance (tested). The explicit path runs
 `attention_core.packed_attention` on the packed q, k, v (its bfloat16 gradient is hand-written
 for speed) unless the weights are needed: attention-weight dropout or `intermediates`. With
@@ -28,20 +30,21 @@ classifier's last block, see `models.Encoder`); the explicit path then runs
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Any, Literal, get_args
 
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
 import numpy as np
 
+from vit_jax.errors import ConfigError
 from vit_jax.models import backend_tuning
 from vit_jax.models.attention_core import explicit_attention, packed_attention
 from vit_jax.models.matmul import MatmulOutputs, einsum_f32, matmul
 
 Dtype = Any
-Implementation = Literal["auto", "xla", "cudnn", "explicit"]
-IMPLEMENTATIONS = ("auto", "xla", "cudnn", "explicit")
+Implementation = Literal["auto", "xla", "cudnn", "explicit", "onednn"]
+IMPLEMENTATIONS: tuple[Implementation, ...] = get_args(Implementation)
 
 
 def _flat_xavier_uniform(num_in_axes: int):
@@ -104,6 +107,16 @@ def even_length_attention(
         pad(query), pad(key), pad(value), scale=1.0, implementation=implementation, **lengths
     )  # [B, Q rounded up to even, H, K]
     return attended[:, :queries]
+
+
+def _check_onednn_runs(dtype: Dtype) -> None:
+    reason = backend_tuning.onednn_attention_unavailable(dtype)
+    if reason is not None:
+        raise ConfigError(
+            f"attention_implementation 'onednn' cannot run here: {reason}. Set it to 'auto' "
+            "(which takes oneDNN only where it runs) or 'explicit' (the same attention with "
+            "XLA's products)."
+        )
 
 
 class SelfAttention(nn.Module):
@@ -177,11 +190,14 @@ class SelfAttention(nn.Module):
             implementation = self.implementation
             if implementation == "auto":
                 implementation = backend_tuning.auto_attention(head_dim, self.dtype)
-            if implementation == "explicit":
-                if qkv is None:
+            elif implementation == "onednn":
+                _check_onednn_runs(self.dtype)
+            if implementation in ("explicit", "onednn"):
+                if qkv is None:  # The few queries of a last block: XLA's products.
                     attended = explicit_attention(query, key, value, scale=1.0)[0]  # [B, Q, H, K]
                 else:
-                    attended = packed_attention(qkv)  # [B, N, H, K]
+                    products = "onednn" if implementation == "onednn" else "xla"
+                    attended = packed_attention(qkv, products=products)  # [B, N, H, K]
             elif implementation == "cudnn":
                 attended = even_length_attention(query, key, value, "cudnn")  # [B, N or Q, H, K]
             else:  # "xla", or None: JAX's pick.

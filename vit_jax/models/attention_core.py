@@ -22,17 +22,35 @@ than JAX's gradient and the trainer step 1.06x (benchmarks/RESULTS.md, "Packed a
 `python -m benchmarks.attention_core`). For float32 the same VJP was slower, with or without
 the unit axes, so float32 keeps JAX's gradient.
 
+`packed_attention(qkv, products="onednn")` runs the same VJP, for float32 too, with its six
+batched products by oneDNN (`models.onednn_matmul`, an XLA custom call on CPU) instead of XLA's
+dots: the "onednn" attention of `models.attention`, measured in `models.backend_tuning`
+(item 1).
+
 The softmax runs in float32 and the matmuls accumulate in float32, as in the explicit path;
 the backward multiplies in the compute dtype, as `matmul.einsum_f32` does.
 """
 
 from __future__ import annotations
 
+import functools
+from typing import Literal
+
 import jax
 import jax.numpy as jnp
 import numpy as np
 
+from vit_jax.models import onednn_matmul
 from vit_jax.models.matmul import einsum_f32, einsum_f32_materialised
+
+# Who multiplies in `packed_attention`: XLA's dots, or oneDNN's (`models.onednn_matmul`).
+Products = Literal["xla", "onednn"]
+# The core's three kinds of product over [B, H, ., .] -> which operand oneDNN takes transposed.
+_ONEDNN_LAYOUTS = {
+    "bhqk,bhsk->bhqs": (False, True),  # Q K^T, dO V^T.
+    "bhqs,bhsk->bhqk": (False, False),  # W V, dS K.
+    "bhqs,bhqk->bhsk": (True, False),  # dS^T Q, W^T dO.
+}
 
 
 def _swap_heads_and_tokens(x: jax.Array) -> jax.Array:
@@ -62,28 +80,39 @@ def explicit_attention(
     return _swap_heads_and_tokens(attended.astype(query.dtype)), weights  # [B, Q, H, K]
 
 
-def packed_attention(qkv: jax.Array) -> jax.Array:
-    """Softmax attention of `qkv [B, N, 3, H, K]` (query already scaled) -> `[B, N, H, K]`."""
-    if jnp.finfo(qkv.dtype).bits >= 32:
+def packed_attention(qkv: jax.Array, *, products: Products = "xla") -> jax.Array:
+    """Softmax attention of `qkv [B, N, 3, H, K]` (query already scaled) -> `[B, N, H, K]`,
+    its batched products by `products` (see the module)."""
+    if products == "xla" and jnp.finfo(qkv.dtype).bits >= 32:
         return explicit_attention(qkv[:, :, 0], qkv[:, :, 1], qkv[:, :, 2], scale=1.0)[0]
-    return _low_precision_attention(qkv)
+    return _attention_with_vjp(products, qkv)
 
 
-@jax.custom_vjp
-def _low_precision_attention(qkv: jax.Array) -> jax.Array:
-    return _forward(qkv)[0]
+def _product(products: Products, spec: str, lhs: jax.Array, rhs: jax.Array) -> jax.Array:
+    """`einsum(spec, lhs, rhs)` in float32, `spec` one of `_ONEDNN_LAYOUTS`."""
+    if products == "onednn":
+        lhs_transposed, rhs_transposed = _ONEDNN_LAYOUTS[spec]
+        return onednn_matmul.batched_matmul(
+            lhs, rhs, lhs_transposed=lhs_transposed, rhs_transposed=rhs_transposed
+        )
+    return einsum_f32_materialised(spec, lhs, rhs)
 
 
-def _forward(qkv):
+@functools.partial(jax.custom_vjp, nondiff_argnums=(0,))
+def _attention_with_vjp(products: Products, qkv: jax.Array) -> jax.Array:
+    return _forward(products, qkv)[0]
+
+
+def _forward(products, qkv):
     query, key, value = jnp.transpose(qkv, (2, 0, 3, 1, 4))  # [B, H, N, K] each
-    logits = einsum_f32_materialised("bhqk,bhsk->bhqs", query, key)  # [B, H, N, N]
+    logits = _product(products, "bhqk,bhsk->bhqs", query, key)  # [B, H, N, N]
     weights = jax.nn.softmax(logits, axis=-1).astype(qkv.dtype)
-    attended = einsum_f32_materialised("bhqs,bhsk->bhqk", weights, value).astype(qkv.dtype)
+    attended = _product(products, "bhqs,bhsk->bhqk", weights, value).astype(qkv.dtype)
     attended = _swap_heads_and_tokens(attended)  # [B, N, H, K]
     return attended, (query, key, value, weights, attended)
 
 
-def _backward(residuals, d_attended):
+def _backward(products, residuals, d_attended):
     query, key, value, weights, attended = residuals  # d_attended: [B, N, H, K]
     dtype = weights.dtype
     # Softmax gradient: dS = W * (dP - rowsum(W * dP)), and rowsum(W * dP) = rowsum(dO * O).
@@ -92,14 +121,14 @@ def _backward(residuals, d_attended):
     # float32 in tests/models/test_attention_core.py).
     row_sums = jnp.sum(d_attended.astype(jnp.float32) * attended.astype(jnp.float32), axis=-1)
     row_sums = _swap_heads_and_tokens(row_sums)[..., None]  # [B, H, N, 1]
-    d_out = _swap_heads_and_tokens(d_attended)  # [B, H, N, K]
-    d_weights = einsum_f32_materialised("bhqk,bhsk->bhqs", d_out, value)  # [B, H, N, N]
+    d_out = _swap_heads_and_tokens(d_attended.astype(dtype))  # [B, H, N, K]
+    d_weights = _product(products, "bhqk,bhsk->bhqs", d_out, value)  # [B, H, N, N]
     d_logits = (weights * (d_weights - row_sums)).astype(dtype)  # [B, H, N, N]
-    d_query = einsum_f32_materialised("bhqs,bhsk->bhqk", d_logits, key)  # [B, H, N, K]
-    d_key = einsum_f32_materialised("bhqs,bhqk->bhsk", d_logits, query)  # [B, H, N, K]
-    d_value = einsum_f32_materialised("bhqs,bhqk->bhsk", weights, d_out)  # [B, H, N, K]
+    d_query = _product(products, "bhqs,bhsk->bhqk", d_logits, key)  # [B, H, N, K]
+    d_key = _product(products, "bhqs,bhqk->bhsk", d_logits, query)  # [B, H, N, K]
+    d_value = _product(products, "bhqs,bhqk->bhsk", weights, d_out)  # [B, H, N, K]
     grads = [_swap_heads_and_tokens(d.astype(dtype)) for d in (d_query, d_key, d_value)]
     return (jnp.stack(grads, axis=2),)  # [B, N, 3, H, K]
 
 
-_low_precision_attention.defvjp(_forward, _backward)
+_attention_with_vjp.defvjp(_forward, _backward)

@@ -34,6 +34,13 @@ it gets JAX's own defaults.
    Compiled for other devices than the process's own (`python -m vit_jax.plan` on a CPU, an
    export for several platforms): `attention_compiled_for`, "explicit" when a CPU is among
    them, else "xla", so that the host's choice is not compiled in.
+   Not chosen by "auto": "onednn", the explicit core with its six batched products by oneDNN's
+   custom call (`models.onednn_matmul`; opt-in, the `onednn` extra). On the Intel Xeon host
+   (AVX-512 bf16, AMX, 2 cores; RESULTS.md, session 29) the core's forward and backward pass
+   at ViT-B/16 batch 8 was 1.15x faster in bfloat16 and 1.28x in float32, but the trainer's
+   step was not: bfloat16 batch 8 0.87x and 1.05x in two runs, float32 0.93-0.98x in three;
+   the forward pass 1.01x (bf16) and 1.02x (f32). oneDNN's OpenMP threads share the two cores
+   with XLA's own, and its step was the slower one when the host was busy.
 
 2. Micro-batched inference (`models.micro_batched_apply` with `micro_batch="auto"`; the
    predictor and the trainer's evaluation). Never used under `jax.grad`: a ViT-B/16 training
@@ -97,6 +104,9 @@ from typing import Any, Literal
 
 import jax
 import jax.numpy as jnp
+
+from vit_jax.errors import ConfigError
+from vit_jax.models import onednn_matmul
 
 # Tokens per micro-batch of CPU inference; see item 2 above.
 TOKENS_PER_MICRO_BATCH = 800
@@ -202,6 +212,16 @@ def auto_attention(head_dim: int, dtype: Any) -> Literal["explicit", "cudnn"] | 
     return None if choice == "xla" else choice
 
 
+def onednn_attention_unavailable(dtype: Any) -> str | None:
+    """None where the "onednn" attention runs in this process for `dtype` compute, else why
+    not: its custom call (`models.onednn_matmul`) runs on CPU only and needs its optional build
+    and oneDNN's matmul for the dtype on this CPU."""
+    backend = jax.default_backend()
+    if backend != "cpu":
+        return f"the default backend is {backend!r}; oneDNN's custom call runs on CPU only"
+    return onednn_matmul.unavailable(dtype)
+
+
 def attention_compiled_for(platforms: Sequence[str]) -> Literal["explicit", "xla"]:
     """The attention core that "auto" becomes in a program compiled for `platforms` ('cpu',
     'gpu' or 'cuda', 'tpu', ...) rather than for this process's own devices: the trainer
@@ -224,7 +244,15 @@ def model_fields_compiled_for(fields: Mapping[str, Any], platforms: Sequence[str
     """The model fields among `fields` (a model config, or a model's own attributes) that are
     "auto" and depend on the devices, resolved for a program compiled for `platforms`:
     `attention_implementation` (`attention_compiled_for`) and `matmul_outputs`
-    (`matmul_outputs_compiled_for`). Fields set to anything else are the user's and kept."""
+    (`matmul_outputs_compiled_for`). Fields set to anything else are the user's and kept,
+    except the "onednn" attention: its custom call exists only in a CPU process that built it,
+    so a program compiled for other devices or exported cannot contain it (a ConfigError)."""
+    if fields["attention_implementation"] == "onednn":
+        raise ConfigError(
+            "attention_implementation 'onednn' (oneDNN's custom call, built in this process on "
+            f"CPU) cannot be compiled for {list(platforms)} or exported; set it to 'auto' or "
+            "'explicit' (the same attention with XLA's products)."
+        )
     resolved = {
         "attention_implementation": attention_compiled_for(platforms),
         "matmul_outputs": matmul_outputs_compiled_for(platforms),

@@ -43,10 +43,10 @@ class VisionTransformer(nn.Module):
     dtype (parameters stay float32); `stoch_depth` the drop-path rate of the last block;
     `remat` and `scan_layers` trade compute for memory and compile time (see `Encoder`).
     `attention_implementation` picks the attention core ("auto", "xla", "cudnn" for cuDNN
-    flash attention on NVIDIA GPUs with bfloat16/float16 compute, "explicit"; see
-    `SelfAttention`); `matmul_outputs` whether a bfloat16 model's weight matmuls (patch embedding,
-    projections, MLP, pre-logits, head) return float32 or bfloat16 ("auto", "float32",
-    "compute"; `models.matmul`). Neither changes a parameter.
+    flash attention on NVIDIA GPUs with bfloat16/float16 compute, "explicit", "onednn" for
+    its products by oneDNN on CPU; see `SelfAttention`); `matmul_outputs` whether a bfloat16
+    model's weight matmuls (patch embedding, projections, MLP, pre-logits, head) return float32
+    or bfloat16 ("auto", "float32", "compute"; `models.matmul`). Neither changes a parameter.
     """
 
     num_classes: int | None

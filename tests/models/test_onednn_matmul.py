@@ -1,51 +1,24 @@
-"""benchmarks/onednn_matmul.py: oneDNN's batched matmul as an XLA custom call gives NumPy's
-products in every operand layout, also with several calls in one program, and refuses bad
-operands with a clear error."""
+"""models.onednn_matmul: oneDNN's batched matmul as an XLA custom call gives NumPy's products
+in every operand layout, with any number of batch axes and under `jax.vmap`, also with several
+calls in one program, and refuses bad operands with a clear error."""
 
 from __future__ import annotations
-
-import importlib.metadata
-import shutil
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from benchmarks import onednn_matmul
-
-
-def _installed() -> bool:
-    try:
-        for package in ("onednn-cpu-gomp", "onednn-devel-cpu-gomp"):
-            importlib.metadata.version(package)
-    except importlib.metadata.PackageNotFoundError:
-        return False
-    return shutil.which("g++") is not None
-
-
-@pytest.fixture(scope="module")
-def loaded():
-    """With the `dev` extra and g++ the custom call must build: never a silent skip there."""
-    reason = onednn_matmul.load()
-    if not _installed():
-        assert reason is not None
-        pytest.skip(f"oneDNN or g++ not installed: {reason}")
-    assert reason is None, reason
-
-
-def _runs(dtype) -> None:
-    reason = onednn_matmul.unavailable(dtype)
-    if reason is not None:  # bfloat16 on a CPU without AVX-512 or AVX2-VNNI-2.
-        pytest.skip(reason)
+from tests.models import onednn
+from vit_jax.models import onednn_matmul
 
 
 @pytest.mark.parametrize("dtype", [jnp.bfloat16, jnp.float32])
 @pytest.mark.parametrize("lhs_transposed", [False, True])
 @pytest.mark.parametrize("rhs_transposed", [False, True])
 @pytest.mark.parametrize("shape", [(3, 5, 7, 4), (8, 197, 64, 197)], ids=["tiny", "vit"])
-def test_products_in_every_layout(loaded, dtype, lhs_transposed, rhs_transposed, shape):
-    _runs(dtype)
+def test_products_in_every_layout(dtype, lhs_transposed, rhs_transposed, shape):
+    onednn.require(dtype)
     groups, rows, inner, cols = shape
     rng = np.random.default_rng(0)
     lhs = jnp.asarray(rng.standard_normal((groups, rows, inner)), dtype)  # [G, M, K]
@@ -64,12 +37,39 @@ def test_products_in_every_layout(loaded, dtype, lhs_transposed, rhs_transposed,
     np.testing.assert_allclose(np.asarray(got), want, rtol=1e-5, atol=1e-4)
 
 
-def test_concurrent_calls_are_right(loaded):
+@pytest.mark.parametrize("dtype", [jnp.bfloat16, jnp.float32])
+def test_batch_axes_and_vmap(dtype):
+    # [B, H, ., .] as the attention core passes them, and a vmapped axis on top.
+    onednn.require(dtype)
+    rng = np.random.default_rng(2)
+    lhs = jnp.asarray(rng.standard_normal((3, 2, 4, 5, 6)), dtype)  # [V, B, H, M, K]
+    rhs = jnp.asarray(rng.standard_normal((3, 2, 4, 7, 6)), dtype)  # [V, B, H, N, K]
+    want = np.einsum("vbhmk,vbhnk->vbhmn", np.asarray(lhs, np.float32), np.asarray(rhs, np.float32))
+    product = lambda a, b: onednn_matmul.batched_matmul(a, b, rhs_transposed=True)
+    np.testing.assert_allclose(np.asarray(jax.jit(product)(lhs, rhs)), want, rtol=1e-5, atol=1e-4)
+    np.testing.assert_allclose(np.asarray(jax.vmap(product)(lhs, rhs)), want, rtol=1e-5, atol=1e-4)
+    # One operand mapped, the other shared: the shared one is broadcast to the mapped size.
+    shared = jax.vmap(product, in_axes=(0, None))(lhs, rhs[0])
+    want = np.einsum(
+        "vbhmk,bhnk->vbhmn", np.asarray(lhs, np.float32), np.asarray(rhs[0], np.float32)
+    )
+    np.testing.assert_allclose(np.asarray(shared), want, rtol=1e-5, atol=1e-4)
+
+
+@pytest.mark.parametrize("lhs, rhs", [((2, 3, 0), (2, 0, 4)), ((0, 3, 5), (0, 5, 4))])
+def test_empty_operands(lhs, rhs):
+    # An empty contraction is zeros; an empty batch is an empty result.
+    onednn.require(jnp.float32)
+    got = onednn_matmul.batched_matmul(jnp.ones(lhs, jnp.float32), jnp.ones(rhs, jnp.float32))
+    np.testing.assert_array_equal(np.asarray(got), np.zeros((*lhs[:2], rhs[2]), np.float32))
+
+
+def test_concurrent_calls_are_right():
     # Independent calls in one program may run on several XLA threads at once, and oneDNN
     # shares one scratchpad between primitives unless built for concurrent execution, so each
     # call brings its own. This checks the results of such a program, all three layouts of
     # the attention core mixed; it did not fail with a shared scratchpad either.
-    _runs(jnp.bfloat16)
+    onednn.require(jnp.bfloat16)
     rng = np.random.default_rng(1)
 
     def operands(*shape):
@@ -101,15 +101,17 @@ def test_concurrent_calls_are_right(loaded):
     "lhs, rhs, flags, message",
     [
         ((1, 2, 3), (1, 3, 2), {}, None),  # Fine: the reference for the others.
-        ((2, 2, 3), (1, 3, 2), {}, "disagree on G"),
+        ((2, 2, 3), (1, 3, 2), {}, "disagree on the batch axes"),
+        ((1, 1, 2, 3), (1, 2, 3, 2), {}, "disagree on the batch axes"),
+        ((1, 2, 3), (1, 1, 3, 2), {}, "one rank >= 3"),
         ((1, 2, 3), (1, 4, 2), {}, "contracted size"),
         ((1, 2, 3), (1, 2, 3), {"rhs_transposed": False}, "contracted size"),
         ((1, 2, 3), (1, 3, 2), {"lhs_transposed": True}, "contracted size"),
-        ((2, 3), (1, 3, 2), {}, r"\[G, \., \.\]"),
+        ((2, 3), (1, 3, 2), {}, "one rank >= 3"),
     ],
 )
-def test_bad_operands_get_a_clear_error(loaded, lhs, rhs, flags, message):
-    _runs(jnp.float32)
+def test_bad_operands_get_a_clear_error(lhs, rhs, flags, message):
+    onednn.require(jnp.float32)
     a, b = jnp.ones(lhs, jnp.float32), jnp.ones(rhs, jnp.float32)
     if message is None:
         assert onednn_matmul.batched_matmul(a, b, **flags).shape == (1, 2, 2)
@@ -118,7 +120,8 @@ def test_bad_operands_get_a_clear_error(loaded, lhs, rhs, flags, message):
         onednn_matmul.batched_matmul(a, b, **flags)
 
 
-def test_dtypes_are_checked_before_running(loaded):
+def test_dtypes_are_checked_before_running():
+    onednn.require(jnp.float32)
     with pytest.raises(ValueError, match="one dtype"):
         onednn_matmul.batched_matmul(jnp.zeros((1, 2, 3), jnp.bfloat16), jnp.zeros((1, 3, 2)))
     half = jnp.zeros((1, 2, 2), jnp.float16)

@@ -1,12 +1,19 @@
-"""oneDNN's batched matmul inside a jitted JAX program on CPU (an XLA FFI custom call), for
-`benchmarks.attention_matmuls`: is a faster batched small matmul than XLA:CPU's reachable
-from inside XLA's runtime, with its threads and buffers, and not only from torch?
+"""oneDNN's batched matmul inside a jitted JAX program on CPU (an XLA FFI custom call): the
+attention core's six products of the "onednn" attention (`models.attention_core`).
 
-Benchmarks only; the model does not use it. Needs g++ and oneDNN's CPU library and headers from
-PyPI (`onednn-cpu-gomp`, `onednn-devel-cpu-gomp`: the `dev` extra) in this interpreter's prefix,
-and the system's GNU OpenMP (`libgomp.so.1`). `load()` compiles the source
-(`native/onednn_batched_matmul.cc`) on first use into `$XDG_CACHE_HOME/vit_jax/onednn/`
-(default `~/.cache`), named by a hash of everything the build depends on.
+Why: XLA:CPU runs the attention's small batched products ([B, H, 197, 64] x [B, H, 64, 197]
+and the like) at 21-67 GFLOP/s; the same products by oneDNN (the library torch's CPU matmuls
+use) ran 3.5-9.5x faster in bfloat16 and 2.1-3.4x in float32 inside XLA's runtime
+(`python -m benchmarks.attention_matmuls`; benchmarks/RESULTS.md, session 28).
+
+Optional: it needs g++ and oneDNN's CPU library and headers from PyPI (`onednn-cpu-gomp`,
+`onednn-devel-cpu-gomp`: the `onednn` extra) in this interpreter's prefix, and the system's GNU
+OpenMP (`libgomp.so.1`). `load()` compiles the source (`native/onednn_batched_matmul.cc`) on
+first use into `$XDG_CACHE_HOME/vit_jax/onednn/` (default `~/.cache`), named by a hash of
+everything the build depends on, and says why not where it cannot; `unavailable(dtype)` adds
+whether this CPU has oneDNN's matmul for the dtype. The custom call exists on CPU only and is
+not a stable export target: programs compiled for other devices or exported never contain it
+(`models.backend_tuning`).
 """
 
 from __future__ import annotations
@@ -27,7 +34,7 @@ import jaxlib
 
 SOURCE = Path(__file__).parent / "native" / "onednn_batched_matmul.cc"
 TARGET = "vit_jax_onednn_batched_matmul"
-INSTALL_HINT = "pip install onednn-cpu-gomp onednn-devel-cpu-gomp (the `dev` extra)"
+INSTALL_HINT = "pip install onednn-cpu-gomp onednn-devel-cpu-gomp (the `onednn` extra)"
 VERSION_HEADER = "oneapi/dnnl/dnnl_version.h"  # Part of the build's cache key.
 DTYPES = (jnp.dtype(jnp.bfloat16), jnp.dtype(jnp.float32))
 # dtype -> whether this CPU has oneDNN's matmul for it; filled by `load()`.
@@ -111,30 +118,31 @@ def unavailable(dtype: object) -> str | None:
 def batched_matmul(
     lhs: jax.Array, rhs: jax.Array, *, lhs_transposed: bool = False, rhs_transposed: bool = False
 ) -> jax.Array:
-    """`lhs [G, M, K] @ rhs [G, K, N] -> [G, M, N]` float32, by oneDNN; `lhs_transposed` takes
-    lhs as `[G, K, M]`, `rhs_transposed` rhs as `[G, N, K]` (no copy). Both operands bfloat16
-    or both float32; accumulates in float32, as `matmul.einsum_f32_materialised` does."""
-    if lhs.ndim != 3 or rhs.ndim != 3 or lhs.dtype != rhs.dtype:
+    """`lhs [..., M, K] @ rhs [..., K, N] -> [..., M, N]` float32, by oneDNN; `lhs_transposed`
+    takes lhs as `[..., K, M]`, `rhs_transposed` rhs as `[..., N, K]` (no copy). The leading
+    (batch) axes must be equal, not broadcast. Both operands bfloat16 or both float32;
+    accumulates in float32, as `matmul.einsum_f32_materialised` does. Under `jax.vmap` the
+    mapped axis becomes one more batch axis. No derivative of its own: the attention core's
+    VJP calls it for the backward products too."""
+    if lhs.ndim < 3 or rhs.ndim != lhs.ndim or lhs.dtype != rhs.dtype:
         raise ValueError(
-            "want two [G, ., .] operands of one dtype, got "
+            "want two [..., ., .] operands of one rank >= 3 and one dtype, got "
             f"{lhs.dtype}{list(lhs.shape)} and {rhs.dtype}{list(rhs.shape)}"
         )
     reason = unavailable(lhs.dtype)
     if reason is not None:
         raise RuntimeError(f"oneDNN's batched matmul is unavailable: {reason}")
-    groups = lhs.shape[0]
-    if lhs_transposed:
-        inner, rows = lhs.shape[1:]  # [G, K, M]
-    else:
-        rows, inner = lhs.shape[1:]  # [G, M, K]
-    if rhs_transposed:
-        cols, rhs_inner = rhs.shape[1:]  # [G, N, K]
-    else:
-        rhs_inner, cols = rhs.shape[1:]  # [G, K, N]
-    if rhs.shape[0] != groups or rhs_inner != inner:
+    batch = lhs.shape[:-2]
+    rows, inner = lhs.shape[-2:][::-1] if lhs_transposed else lhs.shape[-2:]
+    cols, rhs_inner = rhs.shape[-2:] if rhs_transposed else rhs.shape[-2:][::-1]
+    if rhs.shape[:-2] != batch or rhs_inner != inner:
         raise ValueError(
             f"lhs {list(lhs.shape)} (transposed: {lhs_transposed}) and rhs {list(rhs.shape)} "
-            f"(transposed: {rhs_transposed}) disagree on G or on the contracted size"
+            f"(transposed: {rhs_transposed}) disagree on the batch axes or on the contracted size"
         )
-    call = jax.ffi.ffi_call(TARGET, jax.ShapeDtypeStruct((groups, rows, cols), jnp.float32))
+    call = jax.ffi.ffi_call(
+        TARGET,
+        jax.ShapeDtypeStruct((*batch, rows, cols), jnp.float32),
+        vmap_method="broadcast_all",  # The handler folds every leading axis into one batch.
+    )
     return call(lhs, rhs, lhs_transposed=lhs_transposed, rhs_transposed=rhs_transposed)
