@@ -8,9 +8,11 @@ Input: one packed `qkv [B, N, 3, H, K]` as the self-attention's input matmul mak
 `[B, N, H, K]`; the time of the gradient with respect to `qkv` (forward included). Defaults
 are ViT-B/16 shapes at batch 8. "explicit" is `explicit_attention` on the three slices of
 `qkv` under `jax.vjp` (what the model ran before `packed_attention`); "packed" is
-`models.attention_core.packed_attention`, which is that same function for float32. torch:
-SDPA on [B, H, N, K] tensors, gradients by `torch.autograd.grad` (skipped without the `torch`
-extra). Each of the three is timed twice, and the faster median is kept.
+`models.attention_core.packed_attention`, which is that same function for float32; "onednn"
+is `packed_attention(products="onednn")`, the packed attention's VJP (also for float32) with its
+six products by oneDNN's custom call (`models.onednn_matmul`; its columns are empty where that
+does not run). torch: SDPA on [B, H, N, K] tensors, gradients by `torch.autograd.grad` (skipped
+without the `torch` extra). Each is timed twice, and the faster median is kept.
 """
 
 from __future__ import annotations
@@ -22,6 +24,7 @@ import jax
 import numpy as np
 
 from benchmarks import common
+from vit_jax.models import onednn_matmul
 from vit_jax.models.attention_core import explicit_attention, packed_attention
 
 
@@ -72,13 +75,17 @@ def measure(shape, dtype: str, repeats: int) -> dict:
         "explicit": _gradient_fn(_explicit, cotangent),
         "packed": _gradient_fn(packed_attention, cotangent),
     }
-    want, got = (np.asarray(fn(qkv), np.float32) for fn in variants.values())
+    if onednn_matmul.unavailable(dtype) is None:
+        core = lambda x: packed_attention(x, products="onednn")
+        variants["onednn"] = _gradient_fn(core, cotangent)
+    grads = {name: np.asarray(fn(qkv), np.float32) for name, fn in variants.items()}
     seconds = {name: float("inf") for name in variants}
     for _ in range(2):
         for name, fn in variants.items():
             median = common.time_call(lambda fn=fn: fn(qkv), repeats=repeats)
             seconds[name] = min(seconds[name], median)
     torch_s = _torch_seconds(shape, dtype, repeats)
+    onednn_s = seconds.get("onednn")
     return {
         "dtype": dtype,
         "explicit_ms": 1e3 * seconds["explicit"],
@@ -86,7 +93,14 @@ def measure(shape, dtype: str, repeats: int) -> dict:
         "packed_speedup": seconds["explicit"] / seconds["packed"],
         "torch_sdpa_ms": None if torch_s is None else 1e3 * torch_s,
         "packed_vs_torch": None if torch_s is None else torch_s / seconds["packed"],
-        "max_rel_diff": common.relative_difference(got, want),
+        "max_rel_diff": common.relative_difference(grads["packed"], grads["explicit"]),
+        "onednn_ms": None if onednn_s is None else 1e3 * onednn_s,
+        "onednn_vs_packed": None if onednn_s is None else seconds["packed"] / onednn_s,
+        "onednn_max_rel_diff": (
+            None
+            if onednn_s is None
+            else common.relative_difference(grads["onednn"], grads["explicit"])
+        ),
     }
 
 
@@ -95,7 +109,8 @@ def main(argv=None) -> None:
     args = parser.parse_args(argv)
     shape = (args.batch, args.tokens, 3, args.heads, args.head_dim)
     rows = [measure(shape, dtype, args.repeats) for dtype in args.dtypes]
-    common.report(rows, as_json=args.json, header={"qkv_shape": list(shape)})
+    onednn = {dtype: onednn_matmul.unavailable(dtype) or "built" for dtype in args.dtypes}
+    common.report(rows, as_json=args.json, header={"qkv_shape": list(shape), "onednn": onednn})
 
 
 if __name__ == "__main__":

@@ -23,3 +23,9 @@ def test_rows_ratios_and_agreement(capsys):
             assert row["packed_vs_torch"] == pytest.approx(row["torch_sdpa_ms"] / row["packed_ms"])
     assert rows["float32"]["max_rel_diff"] == 0.0  # The same function for float32.
     assert 0.0 < rows["bfloat16"]["max_rel_diff"] < 0.05
+    for dtype, row in rows.items():  # oneDNN's products: empty columns where it cannot run.
+        if report["onednn"][dtype] != "built":
+            assert row["onednn_ms"] is None and row["onednn_vs_packed"] is None
+            continue
+        assert row["onednn_vs_packed"] == pytest.approx(row["packed_ms"] / row["onednn_ms"])
+        assert row["onednn_max_rel_diff"] < (1e-5 if dtype == "float32" else 0.05)

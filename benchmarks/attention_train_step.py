@@ -1,0 +1,110 @@
+"""The trainer's step with each attention implementation, side by side in one process.
+
+    python -m benchmarks.attention_train_step [--model ViT-B_16] [--batch 8]
+        [--dtype bfloat16] [--implementations explicit onednn] [--rounds 4] [--json]
+
+For each implementation (`models.attention`: "explicit" runs the attention core's products by
+XLA, "onednn" by oneDNN's custom call; "onednn" is left out, with the reason in the header,
+where it cannot run) the model is built, its trainer step compiled at the trainer's defaults
+(`benchmarks.model_throughput.default_accum_steps`), and the first two losses printed: they
+must track each other. The steps are then timed round-robin, `--rounds`
+rounds of two steps each after an untimed one, the order reversed every other round, so that
+a machine whose speed drifts during the run (this 2-core VM's does) slows every row alike.
+Each row: the median step in seconds, img/s, and its speed relative to the first row.
+Re-executes itself with glibc's huge pages first, as `python -m vit_jax.train` does.
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import sys
+import time
+
+if __name__ == "__main__":  # Before the imports below: see vit_jax/cli/huge_pages.py.
+    from vit_jax.cli import huge_pages
+
+    huge_pages.reexec_with_huge_pages("benchmarks.attention_train_step")
+
+import jax
+import jax.numpy as jnp
+
+from benchmarks import common
+from benchmarks.model_throughput import (
+    default_accum_steps,
+    random_batch,
+    random_params,
+    trainer_step_runner,
+)
+from vit_jax import models
+from vit_jax.models import backend_tuning
+
+
+def main(argv=None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--model", default="ViT-B_16")
+    parser.add_argument("--batch", type=int, default=8)
+    parser.add_argument("--image_size", type=int, default=224)
+    parser.add_argument("--dtype", choices=["float32", "bfloat16"], default="bfloat16")
+    parser.add_argument("--implementations", nargs="+", default=["explicit", "onednn"])
+    parser.add_argument("--rounds", type=int, default=4)
+    parser.add_argument("--json", action="store_true")
+    args = parser.parse_args(argv)
+
+    images, labels = random_batch(args.batch, args.image_size)
+    onednn = backend_tuning.onednn_attention_unavailable(args.dtype) or "built"
+    implementations = [
+        name for name in args.implementations if name != "onednn" or onednn == "built"
+    ]
+    runners, losses, accum = {}, {}, 1
+    for implementation in implementations:
+        model = models.get_model(
+            args.model,
+            num_classes=1000,
+            dtype=jnp.dtype(args.dtype),
+            attention_implementation=implementation,
+        )
+        params = random_params(model, args.image_size)
+        accum = default_accum_steps(model, params, args.batch)
+        runner = trainer_step_runner(model, params, images, labels, accum)
+        losses[implementation] = [float(runner()) for _ in range(2)]
+        runners[implementation] = runner
+        # On stderr, so that `--json` prints only the report on stdout.
+        print(f"{implementation}: first losses {losses[implementation]}", file=sys.stderr)
+
+    times: dict[str, list[float]] = {name: [] for name in runners}
+    order = list(runners)
+    for round_index in range(args.rounds):
+        for name in order if round_index % 2 == 0 else order[::-1]:
+            jax.block_until_ready(runners[name]())
+            for _ in range(2):
+                start = time.perf_counter()
+                jax.block_until_ready(runners[name]())
+                times[name].append(time.perf_counter() - start)
+
+    first = statistics.median(times[order[0]])
+    rows = []
+    for name in order:
+        seconds = statistics.median(times[name])
+        rows.append(
+            {
+                "implementation": name,
+                "step_s": seconds,
+                "img_per_s": args.batch / seconds,
+                f"vs_{order[0]}": first / seconds,
+                "losses": " ".join(f"{loss:.5f}" for loss in losses[name]),
+            }
+        )
+    header = {
+        "model": args.model,
+        "batch": args.batch,
+        "dtype": args.dtype,
+        "accum_steps": accum,
+        "rounds": args.rounds,
+        "onednn": onednn,
+    }
+    common.report(rows, as_json=args.json, header=header)
+
+
+if __name__ == "__main__":
+    main()
