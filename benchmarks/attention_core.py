@@ -24,7 +24,7 @@ import jax
 import numpy as np
 
 from benchmarks import common
-from vit_jax.models import onednn_matmul
+from vit_jax.models import backend_tuning
 from vit_jax.models.attention_core import explicit_attention, packed_attention
 
 
@@ -75,7 +75,7 @@ def measure(shape, dtype: str, repeats: int) -> dict:
         "explicit": _gradient_fn(_explicit, cotangent),
         "packed": _gradient_fn(packed_attention, cotangent),
     }
-    if onednn_matmul.unavailable(dtype) is None:
+    if backend_tuning.onednn_attention_unavailable(dtype) is None:
         core = lambda x: packed_attention(x, products="onednn")
         variants["onednn"] = _gradient_fn(core, cotangent)
     grads = {name: np.asarray(fn(qkv), np.float32) for name, fn in variants.items()}
@@ -109,7 +109,7 @@ def main(argv=None) -> None:
     args = parser.parse_args(argv)
     shape = (args.batch, args.tokens, 3, args.heads, args.head_dim)
     rows = [measure(shape, dtype, args.repeats) for dtype in args.dtypes]
-    onednn = {dtype: onednn_matmul.unavailable(dtype) or "built" for dtype in args.dtypes}
+    onednn = {d: backend_tuning.onednn_attention_unavailable(d) or "built" for d in args.dtypes}
     common.report(rows, as_json=args.json, header={"qkv_shape": list(shape), "onednn": onednn})
 
 

@@ -20,7 +20,7 @@ included, so an upper bound on parallel work (about 1.0: one core working). `max
 operands: max |difference| / max |NumPy's|. Defaults: a training micro-batch of 4 images.
 
 The `onednn_*` columns run each product inside a jitted JAX program through oneDNN's batched
-matmul, as an XLA custom call (`vit_jax.models.onednn_matmul`: the library torch's CPU matmuls use,
+matmul, as an XLA custom call (`models.onednn_matmul`: the library torch's CPU matmuls use,
 float32 outputs like XLA's), on the same operands in `dtype`; empty where it is unavailable
 (the header says why).
 """
@@ -39,7 +39,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from benchmarks import common
-from vit_jax.models import onednn_matmul
+from vit_jax.models import backend_tuning, onednn_matmul
 from vit_jax.models.matmul import einsum_f32, einsum_f32_materialised
 
 # name -> (einsum over [B, H, ., .] operands, operand shapes given tokens n and head dim k).
@@ -94,7 +94,7 @@ def _onednn_product(
 ) -> tuple[float, np.ndarray] | None:
     """(median seconds, float32 result) of the same product through oneDNN's batched matmul,
     called from a jitted program; None where it is unavailable."""
-    if onednn_matmul.unavailable(lhs.dtype) is not None:
+    if backend_tuning.onednn_attention_unavailable(lhs.dtype) is not None:
         return None
     *batch, rows, cols = lhs.shape  # FORMS: [B, H, ., .]; DENSE: [B * N, H * K].
     groups = int(np.prod(batch))
@@ -176,7 +176,7 @@ def main(argv=None) -> None:
         for name in (*FORMS, DENSE)
     ]
     # Only the first line of a reason: a failed build's compiler output would break the header.
-    reasons = {d: onednn_matmul.unavailable(d) or "built" for d in args.dtypes}
+    reasons = {d: backend_tuning.onednn_attention_unavailable(d) or "built" for d in args.dtypes}
     for reason in {r for r in reasons.values() if "\n" in r}:
         print(reason, file=sys.stderr)
     onednn = {d: reason.splitlines()[0] for d, reason in reasons.items()}

@@ -5,9 +5,11 @@ from __future__ import annotations
 
 import json
 
+import jax
 import pytest
 
 from benchmarks import attention_train_step
+from tests.models import onednn
 
 
 @pytest.mark.slow  # CI runs it; `-m "not slow"` skips it in the inner loop.
@@ -16,6 +18,8 @@ def test_rows_ratios_and_losses(capsys):
     args += ["--implementations", "explicit", "onednn", "xla", "--rounds", "1", "--json"]
     attention_train_step.main(args)
     report = json.loads(capsys.readouterr().out)
+    if onednn.installed() and jax.default_backend() == "cpu":  # It must have run here.
+        assert report["onednn"] == "built"
     names = ["explicit", "onednn", "xla"] if report["onednn"] == "built" else ["explicit", "xla"]
     rows = report["rows"]
     assert [row["implementation"] for row in rows] == names

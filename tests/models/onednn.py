@@ -6,6 +6,7 @@ from __future__ import annotations
 import importlib.metadata
 import shutil
 
+import jax
 import pytest
 
 from vit_jax.models import onednn_matmul
@@ -22,13 +23,16 @@ def installed() -> bool:
 
 
 def require(dtype) -> None:
-    """Skips the test unless the custom call runs for `dtype` here: not installed, or bfloat16
-    on a CPU without AVX-512 or AVX2-VNNI-2. Fails if installed but the build fails."""
+    """Skips the test unless the custom call runs for `dtype` here: not a CPU backend, not
+    installed, or bfloat16 on a CPU without AVX-512 or AVX2-VNNI-2. Fails if oneDNN's wheels and
+    g++ are installed but the build fails."""
+    if jax.default_backend() != "cpu":
+        pytest.skip(f"oneDNN's custom call runs on CPU only, not {jax.default_backend()}")
     reason = onednn_matmul.load()
-    if not installed():
-        assert reason is not None
+    if installed():
+        assert reason is None, reason
+    elif reason is not None:
         pytest.skip(f"oneDNN or g++ not installed: {reason}")
-    assert reason is None, reason
     reason = onednn_matmul.unavailable(dtype)
     if reason is not None:
         pytest.skip(reason)

@@ -267,7 +267,7 @@ def test_attention_implementations_agree(dtype):
 
 
 @pytest.mark.parametrize("dtype", [jnp.float32, jnp.bfloat16])
-def test_onednn_attention_agrees_with_the_explicit_one_in_a_training_step(dtype):
+def test_onednn_attention_gives_the_explicit_ones_values_and_gradients(dtype):
     """ "onednn": the explicit attention with oneDNN's products. The same outputs and parameter
     gradients as "explicit" within float tolerance, also with the class-token-only last block
     (whose few queries take XLA's products)."""
@@ -296,12 +296,24 @@ def test_onednn_attention_agrees_with_the_explicit_one_in_a_training_step(dtype)
 def test_onednn_attention_is_refused_where_it_cannot_run(monkeypatch):
     x = _inputs()
     params = SelfAttention(4).init(jax.random.key(0), x)["params"]
+    monkeypatch.setattr(jax, "default_backend", lambda: "cpu")
     monkeypatch.setattr(onednn_matmul, "unavailable", lambda dtype: "no g++ on PATH (a test)")
     with pytest.raises(ConfigError, match=r"'onednn' cannot run here: no g\+\+ on PATH"):
         SelfAttention(4, implementation="onednn").apply({"params": params}, x)
     monkeypatch.setattr(jax, "default_backend", lambda: "gpu")
     with pytest.raises(ConfigError, match="runs on CPU only"):
         SelfAttention(4, implementation="onednn").apply({"params": params}, x)
+    # Also where the weights are needed (dropout, intermediates), which take XLA's products:
+    # a training run must not pass and its evaluation fail later.
+    dropout = SelfAttention(4, implementation="onednn", dropout_rate=0.1)
+    with pytest.raises(ConfigError, match="runs on CPU only"):
+        dropout.apply(
+            {"params": params}, x, deterministic=False, rngs={"dropout": jax.random.key(1)}
+        )
+    with pytest.raises(ConfigError, match="runs on CPU only"):
+        SelfAttention(4, implementation="onednn").apply(
+            {"params": params}, x, mutable=["intermediates"]
+        )
 
 
 @pytest.mark.parametrize("dtype", [jnp.float32, jnp.bfloat16])

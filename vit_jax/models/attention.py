@@ -114,8 +114,7 @@ def _check_onednn_runs(dtype: Dtype) -> None:
     if reason is not None:
         raise ConfigError(
             f"attention_implementation 'onednn' cannot run here: {reason}. Set it to 'auto' "
-            "(which takes oneDNN only where it runs) or 'explicit' (the same attention with "
-            "XLA's products)."
+            "or 'explicit' (the same attention with XLA's products)."
         )
 
 
@@ -177,6 +176,8 @@ class SelfAttention(nn.Module):
             kv = project(x, projections[1:])  # [B, N, 2, H, K]
             key, value = kv[:, :, 0], kv[:, :, 1]  # [B, N, H, K] each
 
+        if self.implementation == "onednn":  # Also where dropout or intermediates bypass it.
+            _check_onednn_runs(self.dtype)
         use_dropout = not deterministic and self.dropout_rate > 0.0
         if use_dropout or self.is_mutable_collection("intermediates"):
             attended, weights = explicit_attention(query, key, value, scale=1.0)
@@ -190,8 +191,6 @@ class SelfAttention(nn.Module):
             implementation = self.implementation
             if implementation == "auto":
                 implementation = backend_tuning.auto_attention(head_dim, self.dtype)
-            elif implementation == "onednn":
-                _check_onednn_runs(self.dtype)
             if implementation in ("explicit", "onednn"):
                 if qkv is None:  # The few queries of a last block: XLA's products.
                     attended = explicit_attention(query, key, value, scale=1.0)[0]  # [B, Q, H, K]

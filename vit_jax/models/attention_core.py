@@ -25,7 +25,7 @@ the unit axes, so float32 keeps JAX's gradient.
 `packed_attention(qkv, products="onednn")` runs the same VJP, for float32 too, with its six
 batched products by oneDNN (`models.onednn_matmul`, an XLA custom call on CPU) instead of XLA's
 dots: the "onednn" attention of `models.attention`, measured in `models.backend_tuning`
-(item 1).
+(item 1). Reverse mode only, as the custom VJP is, float32 included.
 
 The softmax runs in float32 and the matmuls accumulate in float32, as in the explicit path;
 the backward multiplies in the compute dtype, as `matmul.einsum_f32` does.

@@ -37,10 +37,11 @@ it gets JAX's own defaults.
    Not chosen by "auto": "onednn", the explicit core with its six batched products by oneDNN's
    custom call (`models.onednn_matmul`; opt-in, the `onednn` extra). On the Intel Xeon host
    (AVX-512 bf16, AMX, 2 cores; RESULTS.md, session 29) the core's forward and backward pass
-   at ViT-B/16 batch 8 was 1.15x faster in bfloat16 and 1.28x in float32, but the trainer's
-   step was not: bfloat16 batch 8 0.87x and 1.05x in two runs, float32 0.93-0.98x in three;
-   the forward pass 1.01x (bf16) and 1.02x (f32). oneDNN's OpenMP threads share the two cores
-   with XLA's own, and its step was the slower one when the host was busy.
+   at ViT-B/16 batch 8 was 1.15x faster in bfloat16 (one run at OpenMP's default settings;
+   0.87-0.91x under others) and 1.04-1.29x in float32, but the trainer's step was not:
+   bfloat16 batch 8 0.87x and 1.05x in two runs, float32 0.93-0.98x in three; the forward
+   pass 1.01x (bf16) and 1.02x (f32). oneDNN's OpenMP threads share the two cores with XLA's
+   own, and its step was the slower one when the host was busy.
 
 2. Micro-batched inference (`models.micro_batched_apply` with `micro_batch="auto"`; the
    predictor and the trainer's evaluation). Never used under `jax.grad`: a ViT-B/16 training

@@ -3,8 +3,10 @@ attention core's six products of the "onednn" attention (`models.attention_core`
 
 Why: XLA:CPU runs the attention's small batched products ([B, H, 197, 64] x [B, H, 64, 197]
 and the like) at 21-67 GFLOP/s; the same products by oneDNN (the library torch's CPU matmuls
-use) ran 3.5-9.5x faster in bfloat16 and 2.1-3.4x in float32 inside XLA's runtime
-(`python -m benchmarks.attention_matmuls`; benchmarks/RESULTS.md, session 28).
+use) ran 3.3-9.5x faster in bfloat16 and 2.1-3.4x in float32 inside XLA's runtime
+(`python -m benchmarks.attention_matmuls`; benchmarks/RESULTS.md, sessions 28 and 29). In the
+whole attention core and the trainer's step the gain is much smaller or none, so the model
+uses it only when asked (`models.backend_tuning`, item 1).
 
 Optional: it needs g++ and oneDNN's CPU library and headers from PyPI (`onednn-cpu-gomp`,
 `onednn-devel-cpu-gomp`: the `onednn` extra) in this interpreter's prefix, and the system's GNU
@@ -53,7 +55,10 @@ def _build(compiler: str, include: Path, lib: Path) -> tuple[Path | None, str | 
         f"-I{include}", f"-I{jax.ffi.include_dir()}", str(SOURCE),
         f"-L{lib}", "-ldnnl", f"-Wl,-rpath,{lib}",
     ]  # fmt: skip
-    version = subprocess.run([compiler, "--version"], capture_output=True, text=True).stdout
+    try:
+        version = subprocess.run([compiler, "--version"], capture_output=True, text=True).stdout
+    except OSError as error:
+        return None, f"running {compiler} failed: {error}"
     key = hashlib.sha256()
     for part in (SOURCE.read_bytes(), (include / VERSION_HEADER).read_bytes()):
         key.update(part)
@@ -85,6 +90,8 @@ def load() -> str | None:
     include, lib = Path(sys.prefix) / "include", Path(sys.prefix) / "lib"
     if compiler is None:
         return "no g++ on PATH to build the oneDNN custom call"
+    if not SOURCE.is_file():
+        return f"its source {SOURCE} is missing: reinstall vit_jax"
     needed = (include / "dnnl.hpp", include / VERSION_HEADER, lib / "libdnnl.so")
     if not all(path.is_file() for path in needed):
         return f"oneDNN is not installed in {sys.prefix}: {INSTALL_HINT}"

@@ -3,13 +3,13 @@
 // lhs [..., M, K] (or [..., K, M] with lhs_transposed), rhs [..., K, N] (or [..., N, K] with
 // rhs_transposed), both bfloat16 or both float32 -> out [..., M, N] float32, the same contract
 // as the attention core's `einsum_f32_materialised`. The leading axes (the same in all three)
-// are one batch axis G of their product: the arrays are row-major, so that is free. A transposed operand is described to oneDNN
-// by its strides, so no copy is made. Primitives are cached by shape, dtype and layout:
-// creating one costs far more than running it at these sizes. Float32 math is pinned to strict,
-// so an environment setting (ONEDNN_DEFAULT_FPMATH_MODE) cannot lower its precision. XLA runs
-// independent custom calls on several threads at once, and oneDNN's own scratchpad is shared
-// between primitives unless the library was built for concurrent execution, so each call brings
-// its own (thread-local).
+// are one batch axis G of their product: the arrays are row-major, so that is free. A
+// transposed operand is described to oneDNN by its strides, so no copy is made. Primitives are
+// cached by shape, dtype and layout: creating one costs far more than running it at these
+// sizes. Float32 math is pinned to strict, so an environment setting
+// (ONEDNN_DEFAULT_FPMATH_MODE) cannot lower its precision. XLA runs independent custom calls
+// on several threads at once, and oneDNN's own scratchpad is shared between primitives unless
+// the library was built for concurrent execution, so each call brings its own (thread-local).
 #include <algorithm>
 #include <cstdint>
 #include <exception>
