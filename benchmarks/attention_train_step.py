@@ -10,7 +10,8 @@ where it cannot run) the model is built, its trainer step compiled at the traine
 must track each other. The steps are then timed round-robin, `--rounds`
 rounds of two steps each after an untimed one, the order reversed every other round, so that
 a machine whose speed drifts during the run (this 2-core VM's does) slows every row alike.
-Each row: the median step in seconds, img/s, and its speed relative to the first row.
+Each row: the median step in seconds, img/s, and its speed relative to the first row. A loss
+that is not finite during the timing stops the run with its name.
 Re-executes itself with glibc's huge pages first, as `python -m vit_jax.train` does.
 """
 
@@ -28,6 +29,7 @@ if __name__ == "__main__":  # Before the imports below: see vit_jax/cli/huge_pag
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 
 from benchmarks import common
 from benchmarks.model_throughput import (
@@ -79,8 +81,10 @@ def main(argv=None) -> None:
             jax.block_until_ready(runners[name]())
             for _ in range(2):
                 start = time.perf_counter()
-                jax.block_until_ready(runners[name]())
+                loss = jax.block_until_ready(runners[name]())
                 times[name].append(time.perf_counter() - start)
+                if not np.isfinite(float(loss)):  # Never time a diverged step as if it were fine.
+                    raise SystemExit(f"{name}: the loss became {float(loss)} during the timing")
 
     first = statistics.median(times[order[0]])
     rows = []
