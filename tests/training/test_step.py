@@ -75,7 +75,7 @@ def test_sharded_steps_match_one_device(config, sharded):
 
 def test_onednn_attention_trains_sharded_as_the_explicit_one(config, sharded):
     """The "onednn" attention's custom call has no sharding rule: XLA gathers its operands
-    onto every device. Slower, but the same steps as the explicit attention (`sharded`)."""
+    onto every device (not timed). The steps are the explicit attention's (`sharded`)."""
     onednn.require(jnp.float32)
     losses, params, _ = sharded
     config = config.copy_and_resolve_references()

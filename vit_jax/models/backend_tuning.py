@@ -41,7 +41,7 @@ it gets JAX's own defaults.
    0.87-0.91x under others) and 1.04-1.29x in float32, but the trainer's step was not:
    bfloat16 batch 8 0.87x and 1.05x in two runs, float32 0.93-0.98x in three; the forward
    pass 1.01x (bf16) and 1.02x (f32). oneDNN's OpenMP threads share the two cores with XLA's
-   own, and its step was the slower one when the host was busy.
+   own; bf16 gained only in the run where the host was fast, f32 in none.
 
 2. Micro-batched inference (`models.micro_batched_apply` with `micro_batch="auto"`; the
    predictor and the trainer's evaluation). Never used under `jax.grad`: a ViT-B/16 training
