@@ -40,6 +40,7 @@ import numpy as np
 
 from benchmarks import common
 from vit_jax.models import backend_tuning, onednn_matmul
+from vit_jax.models.attention_core import ONEDNN_LAYOUTS
 from vit_jax.models.matmul import einsum_f32, einsum_f32_materialised
 
 # name -> (einsum over [B, H, ., .] operands, operand shapes given tokens n and head dim k).
@@ -51,8 +52,6 @@ FORMS: dict[str, tuple[str, Callable[[int, int], tuple[tuple[int, int], tuple[in
 # For contrast, one dense matmul of the same layer: the MLP's first,
 # `[B * N, H * K] x [H * K, 4 * H * K]`.
 DENSE = "dense"
-# name -> which operand `onednn_matmul.batched_matmul` takes transposed: (lhs, rhs).
-ONEDNN_TRANSPOSED = {"qk": (False, True), "pv": (False, False), "ptx": (True, False)}
 
 
 def _cpu_seconds() -> float:
@@ -96,14 +95,13 @@ def _onednn_product(
     called from a jitted program; None where it is unavailable."""
     if backend_tuning.onednn_attention_unavailable(lhs.dtype) is not None:
         return None
-    *batch, rows, cols = lhs.shape  # FORMS: [B, H, ., .]; DENSE: [B * N, H * K].
-    groups = int(np.prod(batch))
-    lhs_t, rhs_t = ONEDNN_TRANSPOSED.get(name, (False, False))
 
     def product(a: jax.Array, b: jax.Array) -> jax.Array:
-        a, b = a.reshape(groups, rows, cols), b.reshape(groups, *b.shape[-2:])  # [G, ., .]
-        out = onednn_matmul.batched_matmul(a, b, lhs_transposed=lhs_t, rhs_transposed=rhs_t)
-        return out.reshape(*batch, *out.shape[1:])
+        if name == DENSE:  # [B * N, H * K] x [H * K, 4 * H * K], given a unit batch axis.
+            return onednn_matmul.batched_matmul(a[None], b[None])[0]
+        # [B, H, ., .] operands in the attention core's layouts.
+        lhs_t, rhs_t = ONEDNN_LAYOUTS[FORMS[name][0]]
+        return onednn_matmul.batched_matmul(a, b, lhs_transposed=lhs_t, rhs_transposed=rhs_t)
 
     fn = jax.jit(product)
     seconds = common.time_call(lambda: fn(lhs, rhs), repeats=repeats)

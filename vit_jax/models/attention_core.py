@@ -46,7 +46,7 @@ from vit_jax.models.matmul import einsum_f32, einsum_f32_materialised
 # Who multiplies in `packed_attention`: XLA's dots, or oneDNN's (`models.onednn_matmul`).
 Products = Literal["xla", "onednn"]
 # The core's three kinds of product over [B, H, ., .] -> which operand oneDNN takes transposed.
-_ONEDNN_LAYOUTS = {
+ONEDNN_LAYOUTS = {
     "bhqk,bhsk->bhqs": (False, True),  # Q K^T, dO V^T.
     "bhqs,bhsk->bhqk": (False, False),  # W V, dS K.
     "bhqs,bhqk->bhsk": (True, False),  # dS^T Q, W^T dO.
@@ -89,9 +89,9 @@ def packed_attention(qkv: jax.Array, *, products: Products = "xla") -> jax.Array
 
 
 def _product(products: Products, spec: str, lhs: jax.Array, rhs: jax.Array) -> jax.Array:
-    """`einsum(spec, lhs, rhs)` in float32, `spec` one of `_ONEDNN_LAYOUTS`."""
+    """`einsum(spec, lhs, rhs)` in float32, `spec` one of `ONEDNN_LAYOUTS`."""
     if products == "onednn":
-        lhs_transposed, rhs_transposed = _ONEDNN_LAYOUTS[spec]
+        lhs_transposed, rhs_transposed = ONEDNN_LAYOUTS[spec]
         return onednn_matmul.batched_matmul(
             lhs, rhs, lhs_transposed=lhs_transposed, rhs_transposed=rhs_transposed
         )
