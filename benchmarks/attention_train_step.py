@@ -7,11 +7,12 @@ For each implementation (`models.attention`: "explicit" runs the attention core'
 XLA, "onednn" by oneDNN's custom call; "onednn" is left out, with the reason in the header,
 where it cannot run) the model is built, its trainer step compiled at the trainer's defaults
 (`benchmarks.model_throughput.default_accum_steps`), and the first two losses printed: they
-must track each other. The steps are then timed round-robin, `--rounds`
-rounds of two steps each after an untimed one, the order reversed every other round, so that
-a machine whose speed drifts during the run (this 2-core VM's does) slows every row alike.
-Each row: the median step in seconds, img/s, and its speed relative to the first row. A loss
-that is not finite during the timing stops the run with its name.
+must track each other. The steps are then timed round-robin
+(`common.round_robin_seconds`), `--rounds` rounds of two steps each after an untimed one, each
+round starting one row later, so that a machine whose speed drifts during the run (this 2-core
+VM's does) slows every row alike. Each row: the median step in seconds, img/s, and its speed
+relative to the first row. A loss that is not finite after the timing (a NaN stays in the
+parameters once it reaches them) stops the run with its name.
 Re-executes itself with glibc's huge pages first, as `python -m vit_jax.train` does.
 """
 
@@ -20,14 +21,12 @@ from __future__ import annotations
 import argparse
 import statistics
 import sys
-import time
 
 if __name__ == "__main__":  # Before the imports below: see vit_jax/cli/huge_pages.py.
     from vit_jax.cli import huge_pages
 
     huge_pages.reexec_with_huge_pages("benchmarks.attention_train_step")
 
-import jax
 import jax.numpy as jnp
 import numpy as np
 
@@ -74,17 +73,17 @@ def main(argv=None) -> None:
         # On stderr, so that `--json` prints only the report on stdout.
         print(f"{implementation}: first losses {losses[implementation]}", file=sys.stderr)
 
-    times: dict[str, list[float]] = {name: [] for name in runners}
+    # One untimed step before each row's turn, as in `benchmarks.torch_compare`.
+    runs = {
+        name: lambda n, run=run: common.seconds_each(run, warmup=1, repeats=n)
+        for name, run in runners.items()
+    }
+    times = common.round_robin_seconds(runs, rounds=args.rounds, steps=2)
     order = list(runners)
-    for round_index in range(args.rounds):
-        for name in order if round_index % 2 == 0 else order[::-1]:
-            jax.block_until_ready(runners[name]())
-            for _ in range(2):
-                start = time.perf_counter()
-                loss = jax.block_until_ready(runners[name]())
-                times[name].append(time.perf_counter() - start)
-                if not np.isfinite(float(loss)):  # Never time a diverged step as if it were fine.
-                    raise SystemExit(f"{name}: the loss became {float(loss)} during the timing")
+    for name, run in runners.items():  # A NaN stays in the parameters once it reaches them.
+        loss = float(run())
+        if not np.isfinite(loss):  # Never report a diverged run's steps as if they were fine.
+            raise SystemExit(f"{name}: the loss became {loss} during the timing")
 
     first = statistics.median(times[order[0]])
     rows = []

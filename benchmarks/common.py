@@ -10,12 +10,14 @@ import os
 import platform
 import statistics
 import time
-from collections.abc import Callable, Sequence
-from typing import Any
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any, TypeVar
 
 import jax
 import jax.numpy as jnp
 import numpy as np
+
+K = TypeVar("K")  # The row keys of `round_robin_seconds`.
 
 # Source for a child process that measures its own memory (Linux): `status(field)` is a
 # /proc/self/status field in bytes (VmRSS: now, VmHWM: the peak), `reset_peak()` sets the peak
@@ -80,6 +82,23 @@ def seconds_each(fn: Callable[[], Any], *, warmup: int, repeats: int) -> list[fl
         jax.block_until_ready(fn())
         times.append(time.perf_counter() - start)
     return times
+
+
+def round_robin_seconds(
+    runs: Mapping[K, Callable[[int], list[float]]], *, rounds: int, steps: int, pause: float = 0.0
+) -> dict[K, list[float]]:
+    """Seconds of every timed step, by row: `rounds` rounds in which each row's `runs[row](steps)`
+    times `steps` steps in turn, each round starting one row later than the one before, so that
+    a machine whose speed drifts (this 2-core VM's does) slows every row alike. `pause` seconds
+    before each row let the previous row's threads stop spinning for work."""
+    order = list(runs)
+    seconds: dict[K, list[float]] = {row: [] for row in order}
+    for round_index in range(rounds):
+        shift = round_index % len(order)
+        for row in order[shift:] + order[:shift]:
+            time.sleep(pause)
+            seconds[row] += runs[row](steps)
+    return seconds
 
 
 def compiled_flops(jitted: Any, *args: Any) -> float:

@@ -236,14 +236,8 @@ def interleaved_train_seconds(
         None: lambda n: _seconds_each(ours, n),
         **{name: child.train_seconds for name, child in children.items()},
     }
-    order = list(runs)
-    seconds: dict[str | None, list[float]] = {row: [] for row in order}
-    for round_index in range(rounds):
-        shift = round_index % len(order)
-        for row in order[shift:] + order[:shift]:
-            time.sleep(0.2)  # Lets the previous process's threads stop spinning for work.
-            seconds[row] += runs[row](steps)
-    return seconds
+    # The pause lets the previous process's threads stop spinning for work.
+    return common.round_robin_seconds(runs, rounds=rounds, steps=steps, pause=0.2)
 
 
 def main(argv=None) -> None:
