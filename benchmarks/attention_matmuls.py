@@ -93,7 +93,7 @@ def _onednn_product(
 ) -> tuple[float, np.ndarray] | None:
     """(median seconds, float32 result) of the same product through oneDNN's batched matmul,
     called from a jitted program; None where it is unavailable."""
-    if backend_tuning.onednn_attention_unavailable(lhs.dtype) is not None:
+    if backend_tuning.onednn_unavailable(lhs.dtype) is not None:
         return None
 
     def product(a: jax.Array, b: jax.Array) -> jax.Array:
@@ -174,7 +174,7 @@ def main(argv=None) -> None:
         for name in (*FORMS, DENSE)
     ]
     # Only the first line of a reason: a failed build's compiler output would break the header.
-    reasons = {d: backend_tuning.onednn_attention_unavailable(d) or "built" for d in args.dtypes}
+    reasons = {d: backend_tuning.onednn_unavailable(d) or "built" for d in args.dtypes}
     for reason in {r for r in reasons.values() if "\n" in r}:
         print(reason, file=sys.stderr)
     onednn = {d: reason.splitlines()[0] for d, reason in reasons.items()}

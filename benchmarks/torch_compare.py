@@ -2,14 +2,15 @@
 eager and `torch.compile`, on the same machine in the same run.
 
     python -m benchmarks.torch_compare [--batch 8] [--image_size 224] [--dtype float32]
-        [--no_compile] [--repeats 3] [--rounds 3] [--json]
+        [--no_compile] [--repeats 3] [--rounds 3] [--matmul_library xla] [--json]
 
 Both sides use the same architecture (tanh-GELU, LayerNorm eps 1e-6, 1000 classes) and an SGD
 step on softmax cross-entropy. Ours is the trainer's own step at its defaults
 (`training.step.make_train_step` with `config.accum_steps` unset: micro-batches on CPU, see
 `models/backend_tuning.py`), with the plain step (`model.apply` under `jax.grad`) beside it.
 `--dtype bfloat16`: our bfloat16 compute (float32 parameters) against torch's CPU autocast to
-bfloat16. Needs the `torch` extra.
+bfloat16. `--matmul_library onednn` runs our matmuls by oneDNN's custom call, the library
+torch's CPU matmuls use (`models.matmul`; the `onednn` extra). Needs the `torch` extra.
 
 Each side runs in the environment its users get. Ours re-executes itself first with glibc's
 huge-page tunable, as `python -m vit_jax.train` does (vit_jax/cli/huge_pages.py;
@@ -55,6 +56,7 @@ from benchmarks.model_throughput import (
 )
 from vit_jax import models
 from vit_jax.cli.huge_pages import environment_without_huge_pages
+from vit_jax.models.matmul import MATMUL_LIBRARIES
 
 
 def torch_models(image_size: int, name: str = "ViT-B_16"):
@@ -197,10 +199,16 @@ class TorchChild:
 
 
 def jax_row(
-    batch: int, image_size: int, dtype: str = "float32", repeats: int = 3
+    batch: int,
+    image_size: int,
+    dtype: str = "float32",
+    repeats: int = 3,
+    matmul_library: str = "xla",
 ) -> tuple[dict[str, float], Callable[[], Any]]:
     """Times our forward and plain step; returns the timings and the trainer's step, warm."""
-    model = models.get_model("ViT-B_16", num_classes=1000, dtype=jnp.dtype(dtype))
+    model = models.get_model(
+        "ViT-B_16", num_classes=1000, dtype=jnp.dtype(dtype), matmul_library=matmul_library
+    )
     params = random_params(model, image_size)
     images, labels = random_batch(batch, image_size)
     # The library's inference path (micro-batches on CPU), and one model.apply for reference.
@@ -250,6 +258,7 @@ def main(argv=None) -> None:
         "--repeats", type=int, default=3, help="Timed forward calls; training steps per round."
     )
     parser.add_argument("--rounds", type=int, default=3, help="Rounds of interleaved training.")
+    parser.add_argument("--matmul_library", choices=MATMUL_LIBRARIES, default="xla")
     parser.add_argument("--json", action="store_true")
     parser.add_argument(
         "--torch_huge_pages", action="store_true", help="Run torch with glibc's tunable too."
@@ -261,8 +270,9 @@ def main(argv=None) -> None:
     if args.torch_child:  # One torch row, serving the parent process.
         serve_torch_row(*shape, args.torch_child == "compile", args.dtype, args.repeats)
         return
-    ours, trainer_step = jax_row(*shape, args.dtype, args.repeats)
-    ours_name = f"vit_jax (XLA), trainer step, accum_steps {ours['accum_steps']}"
+    ours, trainer_step = jax_row(*shape, args.dtype, args.repeats, args.matmul_library)
+    library = "XLA" if args.matmul_library == "xla" else "oneDNN matmuls"
+    ours_name = f"vit_jax ({library}), trainer step, accum_steps {ours['accum_steps']}"
     children = {}
     try:
         for name, compile_model in (("torch eager", False), ("torch.compile", True)):
@@ -295,6 +305,7 @@ def main(argv=None) -> None:
         for name, r in results.items()
     ]
     header = {"model": "ViT-B_16", "batch": args.batch, "dtype": args.dtype}
+    header["matmul_library"] = args.matmul_library
     header["train_steps_timed_per_row"] = f"{args.rounds} rounds x {args.repeats}, interleaved"
     torch_env = torch_environment(os.environ, args.torch_huge_pages)
     header["torch_glibc_tunables"] = torch_env.get("GLIBC_TUNABLES") or "-"

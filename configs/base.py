@@ -21,13 +21,16 @@ MODEL_EXTRAS = {
     "scan_layers": False,  # One compiled block under nn.scan (fast compiles for deep models).
     # Attention core: 'auto' (an explicit softmax on CPU, cuDNN's flash attention on NVIDIA
     # GPUs that run it, XLA's dot_product_attention elsewhere; models/backend_tuning.py), 'xla',
-    # 'cudnn' (flash attention; NVIDIA GPUs, bfloat16/float16), 'explicit', 'onednn' (the
-    # explicit one's products by oneDNN; CPU, the `onednn` extra; models/onednn_matmul.py).
+    # 'cudnn' (flash attention; NVIDIA GPUs, bfloat16/float16), 'explicit'.
     "attention_implementation": "auto",
     # What a bfloat16/float16 model's weight matmuls return: 'float32' (kept until the bias and
     # GELU), 'compute' (the compute dtype, as torch's autocast), 'auto' ('compute' on GPUs,
     # 'float32' elsewhere; models/backend_tuning.py). Float32 models are the same either way.
     "matmul_outputs": "auto",
+    # Who runs the dense layers' matmuls and the explicit attention's products: 'xla', or
+    # 'onednn' (oneDNN's custom call; CPU only, the `onednn` extra; faster in bfloat16 on an
+    # Intel host with AMX; models/backend_tuning.py, item 5).
+    "matmul_library": "xla",
 }
 
 

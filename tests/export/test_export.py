@@ -17,6 +17,7 @@ import pytest
 from tests.models import tiny as tiny_models
 from vit_jax import export
 from vit_jax.convert import export as exporter
+from vit_jax.errors import ConfigError
 
 # Runs in a fresh interpreter that never imports vit_jax: deserialise, call at batch 1 and 3.
 _RUN_WITHOUT_VIT_JAX = textwrap.dedent(
@@ -98,6 +99,19 @@ def test_export_lowers_for_every_platform_whatever_auto_picks_on_this_host(
     )
     assert exported.platforms == ("cpu", "cuda", "tpu")
     np.testing.assert_allclose(exported.call(tiny.images), tiny.logits, atol=1e-5)
+
+
+def test_export_refuses_onednn_matmuls_before_building_them(tiny_checkpoints, monkeypatch):
+    """`matmul_library="onednn"` cannot be exported (its custom call lives in this process
+    only): refused by name, before the model is built (which would build the custom call)."""
+    from vit_jax.models import onednn_matmul
+
+    monkeypatch.setattr(onednn_matmul, "load", lambda: pytest.fail("built the custom call"))
+    tiny = tiny_checkpoints("token")
+    config, image_size = tiny_models.TINY_CONFIGS["token"]
+    config = {**config, "matmul_library": "onednn"}
+    with pytest.raises(ConfigError, match=r"'onednn'.*cannot be compiled for.*or exported"):
+        exporter.export_model(tiny.params, config, 5, (image_size, image_size))
 
 
 # Weight matmuls of the tiny 'token' model: patch embedding, 2 layers of q/k/v (the last

@@ -130,10 +130,14 @@ def test_programs_for_other_devices_compile_a_portable_attention(platforms, want
 
 
 @pytest.mark.parametrize("platforms", [["cpu"], ["tpu"], ["cpu", "cuda"]])
-def test_onednn_attention_is_never_compiled_for_other_devices(platforms):
+def test_onednn_matmuls_are_never_compiled_for_other_devices(platforms):
     """Its custom call exists only in the CPU process that built it: a plan or an export with
     it is refused by name, before anything is lowered."""
-    fields = {"attention_implementation": "onednn", "matmul_outputs": "auto"}
+    fields = {
+        "attention_implementation": "auto",
+        "matmul_outputs": "auto",
+        "matmul_library": "onednn",
+    }
     with pytest.raises(ConfigError, match=r"'onednn'.*cannot be compiled for"):
         backend_tuning.model_fields_compiled_for(fields, platforms)
 

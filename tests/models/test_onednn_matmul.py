@@ -127,3 +127,24 @@ def test_dtypes_are_checked_before_running():
     half = jnp.zeros((1, 2, 2), jnp.float16)
     with pytest.raises(RuntimeError, match="only bfloat16 and float32"):
         onednn_matmul.batched_matmul(half, half)
+
+
+@pytest.mark.parametrize("dtype", [jnp.bfloat16, jnp.float32])
+def test_dense_and_its_gradient_are_numpys(dtype):
+    """`dense`: `x @ kernel` in float32, and a backward pass that multiplies the cotangent,
+    cast to the operands' dtype, with each operand (float32 sums of exact products)."""
+    onednn.require(dtype)
+    rng = np.random.default_rng(3)
+    x = jnp.asarray(rng.standard_normal((37, 24)), dtype)  # [T, I]
+    kernel = jnp.asarray(rng.standard_normal((24, 40)), dtype)  # [I, O]
+    d_out = jnp.asarray(rng.standard_normal((37, 40)), jnp.float32)  # [T, O]
+    out, vjp = jax.vjp(onednn_matmul.dense, x, kernel)
+    d_x, d_kernel = jax.jit(vjp)(d_out)
+    as32 = lambda a: np.asarray(a, np.float32)
+    d_low = as32(d_out.astype(dtype))
+    assert out.dtype == jnp.float32 and (d_x.dtype, d_kernel.dtype) == (dtype, dtype)
+    np.testing.assert_allclose(np.asarray(out), as32(x) @ as32(kernel), rtol=1e-5, atol=1e-4)
+    # The gradients are returned in the operands' dtype: compare after the same rounding.
+    rtol = 1e-5 if dtype == jnp.float32 else 1e-2
+    np.testing.assert_allclose(as32(d_x), d_low @ as32(kernel).T, rtol=rtol, atol=rtol)
+    np.testing.assert_allclose(as32(d_kernel), as32(x).T @ d_low, rtol=rtol, atol=rtol)

@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 
 from tests.models import onednn, tiny
+from vit_jax import models
 from vit_jax.errors import ConfigError
 from vit_jax.models import attention, backend_tuning, onednn_matmul
 from vit_jax.models.attention import SelfAttention
@@ -266,54 +267,121 @@ def test_attention_implementations_agree(dtype):
     np.testing.assert_allclose(outputs["auto"], outputs["explicit"], atol=atol)
 
 
+def _assert_close_to_the_largest(got, want, tolerance):
+    """Each part of `got` (a loss, a gradient tree) within `tolerance` times the largest value
+    of the same part of `want`: the key bias's gradient is zero but for rounding, so its own
+    scale would be rounding."""
+    for got_part, want_part in zip(got, want):
+        scale = max(float(jnp.max(jnp.abs(leaf))) for leaf in jax.tree.leaves(want_part))
+        for got_leaf, want_leaf in zip(jax.tree.leaves(got_part), jax.tree.leaves(want_part)):
+            assert float(jnp.max(jnp.abs(got_leaf - want_leaf))) <= tolerance * scale
+
+
 @pytest.mark.parametrize("dtype", [jnp.float32, jnp.bfloat16])
-def test_onednn_attention_gives_the_explicit_ones_values_and_gradients(dtype):
-    """ "onednn": the explicit attention with oneDNN's products. The same outputs and parameter
-    gradients as "explicit" within float tolerance, also with the class-token-only last block
-    (whose few queries take XLA's products)."""
+def test_onednn_attention_gives_the_xla_ones_values_and_gradients(dtype):
+    """`matmul_library="onednn"`: the explicit attention with oneDNN's projections and
+    products. The same outputs and parameter gradients as XLA's within float tolerance, also
+    with the class-token-only last block (whose few queries take XLA's products)."""
     onednn.require(dtype)
     x = _inputs().astype(dtype)
     params = _randomise(SelfAttention(4).init(jax.random.key(0), x)["params"])
 
-    def loss_and_grad(implementation, num_queries):
-        module = SelfAttention(4, dtype=dtype, implementation=implementation)
+    def loss_and_grad(library, num_queries):
+        module = SelfAttention(4, dtype=dtype, implementation="explicit", matmul_library=library)
         loss = lambda p: jnp.sum(
             module.apply({"params": p}, x, num_queries=num_queries).astype(jnp.float32) ** 2
         )
         return jax.jit(jax.value_and_grad(loss))(params)
 
     for num_queries in (None, 3):
-        want, got = (loss_and_grad(impl, num_queries) for impl in ("explicit", "onednn"))
-        # Against the largest value of each (the loss, the gradients): the key bias's gradient
-        # is zero but for rounding, so its own scale would be rounding.
-        tolerance = 1e-5 if dtype == jnp.float32 else 0.03
-        for got_part, want_part in zip(got, want):
-            scale = max(float(jnp.max(jnp.abs(leaf))) for leaf in jax.tree.leaves(want_part))
-            for got_leaf, want_leaf in zip(jax.tree.leaves(got_part), jax.tree.leaves(want_part)):
-                assert float(jnp.max(jnp.abs(got_leaf - want_leaf))) <= tolerance * scale
+        want, got = (loss_and_grad(library, num_queries) for library in ("xla", "onednn"))
+        _assert_close_to_the_largest(got, want, 1e-5 if dtype == jnp.float32 else 0.03)
 
 
-def test_onednn_attention_is_refused_where_it_cannot_run(monkeypatch):
+@pytest.mark.parametrize("dtype", [jnp.float32, jnp.bfloat16])
+@pytest.mark.parametrize("outputs", ["float32", "compute"])
+def test_onednn_model_gives_the_xla_ones_values_and_gradients(dtype, outputs):
+    """A whole model (patch embedding, projections, attention, MLP, pre-logits, head) with
+    `matmul_library="onednn"`: XLA's logits and parameter gradients within float tolerance, in
+    both forms of matmul outputs; its compiled step holds the custom call."""
+    onednn.require(dtype)
+    model = lambda library: tiny.build(
+        "pre_logits", dtype=dtype, matmul_outputs=outputs, matmul_library=library
+    )[0]
+    _, image_size = tiny.TINY_CONFIGS["pre_logits"]
+    params = tiny.random_params(model("xla"), image_size)
+    images = tiny.random_images(image_size)
+    labels = jax.nn.one_hot(jnp.array([1, 3]), 5)
+
+    def loss_and_grad(library):
+        def loss(p):
+            logits = model(library).apply({"params": p}, images).astype(jnp.float32)
+            return -jnp.sum(labels * jax.nn.log_softmax(logits))
+
+        step = jax.jit(jax.value_and_grad(loss))
+        return step(params), step.lower(params).as_text()
+
+    (want, xla_text), (got, onednn_text) = loss_and_grad("xla"), loss_and_grad("onednn")
+    assert onednn_matmul.TARGET in onednn_text and onednn_matmul.TARGET not in xla_text
+    _assert_close_to_the_largest(got, want, 1e-5 if dtype == jnp.float32 else 0.03)
+
+
+def test_onednn_model_runs_every_dense_layer_by_onednn():
+    """With XLA's attention core (no custom call of its own), the forward pass holds one
+    custom call per dense layer: the patch embedding, per block the fused projection (the
+    class-token-only last block: query and key-value apart), the output projection and the
+    MLP's two layers, the pre-logits and the head. A layer left on XLA would lower the count."""
+    onednn.require(jnp.float32)
+    model, image_size = tiny.build(
+        "pre_logits", attention_implementation="xla", matmul_library="onednn"
+    )
+    params = tiny.random_params(model, image_size)
+    text = jax.jit(model.apply).lower({"params": params}, tiny.random_images(image_size))
+    layers = tiny.TRANSFORMER["num_layers"]
+    want = 1 + 4 * layers + 1 + 1 + 1  # Patches, blocks, the last block's query, pre-logits, head.
+    assert text.as_text().count(onednn_matmul.TARGET) == want
+
+
+def test_onednn_matmuls_are_refused_where_they_cannot_run(monkeypatch):
     x = _inputs()
     params = SelfAttention(4).init(jax.random.key(0), x)["params"]
     monkeypatch.setattr(jax, "default_backend", lambda: "cpu")
     monkeypatch.setattr(onednn_matmul, "unavailable", lambda dtype: "no g++ on PATH (a test)")
     with pytest.raises(ConfigError, match=r"'onednn' cannot run here: no g\+\+ on PATH"):
-        SelfAttention(4, implementation="onednn").apply({"params": params}, x)
+        SelfAttention(4, matmul_library="onednn").apply({"params": params}, x)
+    with pytest.raises(ConfigError, match=r"'onednn' cannot run here: no g\+\+ on PATH"):
+        models.get_model("ViT-Ti_16", num_classes=10, matmul_library="onednn")  # At once.
     monkeypatch.setattr(jax, "default_backend", lambda: "gpu")
     with pytest.raises(ConfigError, match="runs on CPU only"):
-        SelfAttention(4, implementation="onednn").apply({"params": params}, x)
+        SelfAttention(4, matmul_library="onednn").apply({"params": params}, x)
     # Also where the weights are needed (dropout, intermediates), which take XLA's products:
     # a training run must not pass and its evaluation fail later.
-    dropout = SelfAttention(4, implementation="onednn", dropout_rate=0.1)
+    dropout = SelfAttention(4, matmul_library="onednn", dropout_rate=0.1)
     with pytest.raises(ConfigError, match="runs on CPU only"):
         dropout.apply(
             {"params": params}, x, deterministic=False, rngs={"dropout": jax.random.key(1)}
         )
     with pytest.raises(ConfigError, match="runs on CPU only"):
-        SelfAttention(4, implementation="onednn").apply(
+        SelfAttention(4, matmul_library="onednn").apply(
             {"params": params}, x, mutable=["intermediates"]
         )
+
+
+def test_unknown_attention_implementation_is_a_config_error():
+    with pytest.raises(ConfigError, match=r"Unknown attention_implementation 'flash'"):
+        models.get_model("ViT-Ti_16", num_classes=10, attention_implementation="flash")
+    # Session 29's option moved: the error says where.
+    with pytest.raises(ConfigError, match=r"model.matmul_library='onednn'"):
+        models.get_model("ViT-Ti_16", num_classes=10, attention_implementation="onednn")
+
+
+def test_unknown_matmul_library_is_a_config_error():
+    with pytest.raises(ConfigError, match=r"Unknown matmul_library 'mkl'.*\('xla', 'onednn'\)"):
+        models.get_model("ViT-Ti_16", num_classes=10, matmul_library="mkl")
+    x = _inputs()
+    params = SelfAttention(4).init(jax.random.key(0), x)["params"]
+    with pytest.raises(ConfigError, match="Unknown matmul_library 'mkl'"):
+        SelfAttention(4, matmul_library="mkl").apply({"params": params}, x)
 
 
 @pytest.mark.parametrize("dtype", [jnp.float32, jnp.bfloat16])
@@ -342,7 +410,7 @@ def test_model_attention_implementation_reaches_every_layer():
     for impl in ("xla", "explicit"):
         got = model.clone(attention_implementation=impl).apply({"params": params}, images)
         np.testing.assert_allclose(got, want, atol=1e-5)
-    with pytest.raises(ValueError, match="Unknown attention implementation 'flash'"):
+    with pytest.raises(ConfigError, match="Unknown attention_implementation 'flash'"):
         model.clone(attention_implementation="flash").apply({"params": params}, images)
     if jax.default_backend() != "gpu":  # Reaches SelfAttention: jax refuses cuDNN off GPU.
         with pytest.raises(RuntimeError, match="cuDNN"):

@@ -14,7 +14,7 @@ import pytest
 from tests.models import onednn
 from tests.training import synthetic
 from vit_jax import models, sharding
-from vit_jax.models import backend_tuning
+from vit_jax.models import backend_tuning, onednn_matmul
 from vit_jax.training import step
 from vit_jax.training.trainer import Trainer
 
@@ -73,14 +73,19 @@ def test_sharded_steps_match_one_device(config, sharded):
         assert array.addressable_shards[0].data.shape == (16, 8)
 
 
-def test_onednn_attention_trains_sharded_as_the_explicit_one(config, sharded):
-    """The "onednn" attention's custom call has no sharding rule: XLA gathers its operands
-    onto every device (not timed). The steps are the explicit attention's (`sharded`)."""
+def test_onednn_matmuls_train_sharded_as_xla_ones(config, sharded, monkeypatch):
+    """oneDNN's custom call (`matmul_library="onednn"`: the dense layers and the attention's
+    products) has no sharding rule: XLA gathers its operands onto every device (not timed).
+    The steps are XLA's (`sharded`), and the trainer's model did call oneDNN."""
     onednn.require(jnp.float32)
     losses, params, _ = sharded
     config = config.copy_and_resolve_references()
-    config.model.attention_implementation = "onednn"
+    config.model.matmul_library = "onednn"
+    dense_calls = []
+    dense = onednn_matmul.dense
+    monkeypatch.setattr(onednn_matmul, "dense", lambda *args: dense_calls.append(1) or dense(*args))
     got_losses, got_params, _ = run_steps(config, jax.devices(), MESH)
+    assert dense_calls  # Traced through oneDNN, not left on XLA.
     np.testing.assert_allclose(got_losses, losses, rtol=1e-5)
     assert_trees_close(got_params, params, rtol=1e-4, atol=1e-6)
 

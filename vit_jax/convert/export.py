@@ -45,10 +45,13 @@ def export_model(
     from vit_jax.checkpoint import layout
     from vit_jax.models import backend_tuning, build_model
 
+    # Before the model is built, which would build oneDNN's custom call only to refuse it.
+    backend_tuning.check_portable(config.get("matmul_library", "xla"), platforms)
     model = build_model(config, num_classes)
     fields = dict(
         attention_implementation=model.attention_implementation,
         matmul_outputs=model.matmul_outputs,
+        matmul_library=model.matmul_library,
     )
     model = model.clone(**backend_tuning.model_fields_compiled_for(fields, platforms))
     (batch,) = jax.export.symbolic_shape("b")

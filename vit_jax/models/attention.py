@@ -15,16 +15,16 @@ in the compute dtype (`vit_jax.models.matmul`).
 The attention core (`implementation`): "auto" (default) takes the default backend's choice in
 `vit_jax.models.backend_tuning` (the explicit softmax attention of
 `vit_jax.models.attention_core` on CPU; cuDNN's flash attention on NVIDIA GPUs that run it;
-`jax.nn.dot_product_attention`, left to JAX, elsewhere; each measured there). "xla" and
-"cudnn" force `dot_product_attention` with that implementation ("cudnn" at even sequence
-lengths, `even_length_attention`); "explicit" forces the explicit path with XLA's products,
-"onednn" with oneDNN's (`models.onednn_matmul`: CPU only, an optional build, never chosen by
-"auto": see `backend_tuning`, item 1; a clear error where it does not run). All give the same
-outputs within float tolerance (tested). The explicit path runs
-`attention_core.packed_attention` on the packed q, k, v (its bfloat16 gradient is hand-written
-for speed) unless the weights are needed: attention-weight dropout or `intermediates`. With
-`num_queries`, only the first tokens' queries are projected and attend (the class-token
-classifier's last block, see `models.Encoder`); the explicit path then runs
+`jax.nn.dot_product_attention`, left to JAX, elsewhere; each measured there). "xla" and "cudnn"
+force `dot_product_attention` with that implementation ("cudnn" at even sequence lengths,
+`even_length_attention`); "explicit" forces the explicit path. Its products, like the
+projections', run by `matmul_library` ("xla", or "onednn": oneDNN's custom call,
+`models.onednn_matmul`; CPU only, an optional build, opt-in: see `backend_tuning`, item 5; a
+clear error where it does not run). All give the same outputs within float tolerance (tested).
+The explicit path runs `attention_core.packed_attention` on the packed q, k, v (its bfloat16
+gradient is hand-written for speed) unless the weights are needed: attention-weight dropout or
+`intermediates`. With `num_queries`, only the first tokens' queries are projected and attend
+(the class-token classifier's last block, see `models.Encoder`); the explicit path then runs
 `explicit_attention`.
 """
 
@@ -40,10 +40,15 @@ import numpy as np
 from vit_jax.errors import ConfigError
 from vit_jax.models import backend_tuning
 from vit_jax.models.attention_core import explicit_attention, packed_attention
-from vit_jax.models.matmul import MatmulOutputs, einsum_f32, matmul
+from vit_jax.models.matmul import (
+    MatmulLibrary,
+    MatmulOutputs,
+    einsum_f32,
+    matmul,
+)
 
 Dtype = Any
-Implementation = Literal["auto", "xla", "cudnn", "explicit", "onednn"]
+Implementation = Literal["auto", "xla", "cudnn", "explicit"]
 IMPLEMENTATIONS: tuple[Implementation, ...] = get_args(Implementation)
 
 
@@ -72,10 +77,17 @@ class _Projection(nn.Module):
         return kernel, bias
 
 
-def _dense(x: jax.Array, kernel: jax.Array, bias: jax.Array, outputs: MatmulOutputs) -> jax.Array:
-    """`x [..., I] @ kernel [I, O] + bias [O]` in x's dtype, accumulating in float32; the bias is
-    added in float32 or in x's dtype, as `outputs` says (`models.matmul`)."""
-    y = matmul(x, kernel.astype(x.dtype), outputs)
+def _dense(
+    x: jax.Array,
+    kernel: jax.Array,
+    bias: jax.Array,
+    outputs: MatmulOutputs,
+    library: MatmulLibrary,
+) -> jax.Array:
+    """`x [..., I] @ kernel [I, O] + bias [O]` in x's dtype, accumulating in float32 (by
+    `library`); the bias is added in float32 or in x's dtype, as `outputs` says
+    (`models.matmul`)."""
+    y = matmul(x, kernel.astype(x.dtype), outputs, library)
     return (y + bias.astype(y.dtype)).astype(x.dtype)
 
 
@@ -109,12 +121,18 @@ def even_length_attention(
     return attended[:, :queries]
 
 
-def _check_onednn_runs(dtype: Dtype) -> None:
-    reason = backend_tuning.onednn_attention_unavailable(dtype)
-    if reason is not None:
+def check_implementation(implementation: str) -> None:
+    """Raises a ConfigError naming the choices unless `implementation` is one of them."""
+    if implementation == "onednn":  # Session 29's option, now a model-wide one.
         raise ConfigError(
-            f"attention_implementation 'onednn' cannot run here: {reason}. Set it to 'auto' "
-            "or 'explicit' (the same attention with XLA's products)."
+            "attention_implementation 'onednn' moved: set model.matmul_library='onednn' (oneDNN "
+            "runs the dense layers and the explicit attention's products) and leave the "
+            "attention 'auto' or 'explicit'."
+        )
+    if implementation not in IMPLEMENTATIONS:
+        raise ConfigError(
+            f"Unknown attention_implementation {implementation!r} (config key "
+            f"model.attention_implementation); expected one of {IMPLEMENTATIONS}."
         )
 
 
@@ -127,6 +145,7 @@ class SelfAttention(nn.Module):
     dropout_rate: float = 0.0  # Attention-weight dropout (training only).
     implementation: Implementation = "auto"  # See the module docstring.
     matmul_outputs: MatmulOutputs = "auto"  # Projections' output dtype (`models.matmul`).
+    matmul_library: MatmulLibrary = "xla"  # Who runs the projections and the explicit products.
 
     @nn.compact
     def __call__(
@@ -135,11 +154,7 @@ class SelfAttention(nn.Module):
         """`[B, N, D] -> [B, N, D]`; with `num_queries=Q`, `[B, N, D] -> [B, Q, D]`: only the
         first Q tokens attend (to all N), for a last block whose other outputs are unused."""
         batch, _, width = x.shape
-        if self.implementation not in IMPLEMENTATIONS:
-            raise ValueError(
-                f"Unknown attention implementation {self.implementation!r}; expected one of "
-                f"{IMPLEMENTATIONS}."
-            )
+        check_implementation(self.implementation)
         if width % self.num_heads:
             raise ValueError(
                 f"hidden_size {width} is not divisible by num_heads {self.num_heads}; "
@@ -162,7 +177,11 @@ class SelfAttention(nn.Module):
             kernel = jnp.concatenate([w for w, _ in parts], axis=1)  # [D, P*H, K]
             bias = jnp.concatenate([b for _, b in parts], axis=0)  # [P*H, K]
             out = _dense(
-                tokens, kernel.reshape(width, -1), bias.reshape(-1), self.matmul_outputs
+                tokens,
+                kernel.reshape(width, -1),
+                bias.reshape(-1),
+                self.matmul_outputs,
+                self.matmul_library,
             )  # [B, T, P*H*K]
             return out.reshape(*tokens.shape[:2], len(parts), heads, head_dim)
 
@@ -176,8 +195,6 @@ class SelfAttention(nn.Module):
             kv = project(x, projections[1:])  # [B, N, 2, H, K]
             key, value = kv[:, :, 0], kv[:, :, 1]  # [B, N, H, K] each
 
-        if self.implementation == "onednn":  # Also where dropout or intermediates bypass it.
-            _check_onednn_runs(self.dtype)
         use_dropout = not deterministic and self.dropout_rate > 0.0
         if use_dropout or self.is_mutable_collection("intermediates"):
             attended, weights = explicit_attention(query, key, value, scale=1.0)
@@ -191,12 +208,11 @@ class SelfAttention(nn.Module):
             implementation = self.implementation
             if implementation == "auto":
                 implementation = backend_tuning.auto_attention(head_dim, self.dtype)
-            if implementation in ("explicit", "onednn"):
+            if implementation == "explicit":
                 if qkv is None:  # The few queries of a last block: XLA's products.
                     attended = explicit_attention(query, key, value, scale=1.0)[0]  # [B, Q, H, K]
                 else:
-                    products = "onednn" if implementation == "onednn" else "xla"
-                    attended = packed_attention(qkv, products=products)  # [B, N, H, K]
+                    attended = packed_attention(qkv, products=self.matmul_library)  # [B, N, H, K]
             elif implementation == "cudnn":
                 attended = even_length_attention(query, key, value, "cudnn")  # [B, N or Q, H, K]
             else:  # "xla", or None: JAX's pick.
@@ -206,5 +222,5 @@ class SelfAttention(nn.Module):
 
         attended = attended.reshape(batch, query.shape[1], width)  # [B, N or Q, H*K]
         return _dense(
-            attended, out_w.reshape(width, width), out_b, self.matmul_outputs
+            attended, out_w.reshape(width, width), out_b, self.matmul_outputs, self.matmul_library
         )  # [B, N or Q, D]

@@ -24,8 +24,9 @@ the unit axes, so float32 keeps JAX's gradient.
 
 `packed_attention(qkv, products="onednn")` runs the same VJP, for float32 too, with its six
 batched products by oneDNN (`models.onednn_matmul`, an XLA custom call on CPU) instead of XLA's
-dots: the "onednn" attention of `models.attention`, measured in `models.backend_tuning`
-(item 1). Reverse mode only, as the custom VJP is, float32 included.
+dots: the explicit attention of a model with `matmul_library="onednn"` (`models.attention`),
+measured in `models.backend_tuning` (item 5). Reverse mode only, as the custom VJP is, float32
+included.
 
 The softmax runs in float32 and the matmuls accumulate in float32, as in the explicit path;
 the backward multiplies in the compute dtype, as `matmul.einsum_f32` does.
@@ -34,17 +35,21 @@ the backward multiplies in the compute dtype, as `matmul.einsum_f32` does.
 from __future__ import annotations
 
 import functools
-from typing import Literal
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 
 from vit_jax.models import onednn_matmul
-from vit_jax.models.matmul import einsum_f32, einsum_f32_materialised
+from vit_jax.models.matmul import (
+    MatmulLibrary,
+    check_library,
+    einsum_f32,
+    einsum_f32_materialised,
+)
 
 # Who multiplies in `packed_attention`: XLA's dots, or oneDNN's (`models.onednn_matmul`).
-Products = Literal["xla", "onednn"]
+Products = MatmulLibrary  # Who runs the core's six products (`matmul_library`).
 # The core's three kinds of product over [B, H, ., .] -> which operand oneDNN takes transposed.
 ONEDNN_LAYOUTS = {
     "bhqk,bhsk->bhqs": (False, True),  # Q K^T, dO V^T.
@@ -83,6 +88,7 @@ def explicit_attention(
 def packed_attention(qkv: jax.Array, *, products: Products = "xla") -> jax.Array:
     """Softmax attention of `qkv [B, N, 3, H, K]` (query already scaled) -> `[B, N, H, K]`,
     its batched products by `products` (see the module)."""
+    check_library(products)
     if products == "xla" and jnp.finfo(qkv.dtype).bits >= 32:
         return explicit_attention(qkv[:, :, 0], qkv[:, :, 1], qkv[:, :, 2], scale=1.0)[0]
     return _attention_with_vjp(products, qkv)

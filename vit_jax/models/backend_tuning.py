@@ -34,14 +34,7 @@ it gets JAX's own defaults.
    Compiled for other devices than the process's own (`python -m vit_jax.plan` on a CPU, an
    export for several platforms): `attention_compiled_for`, "explicit" when a CPU is among
    them, else "xla", so that the host's choice is not compiled in.
-   Not chosen by "auto": "onednn", the explicit core with its six batched products by oneDNN's
-   custom call (`models.onednn_matmul`; opt-in, the `onednn` extra). On the Intel Xeon host
-   (AVX-512 bf16, AMX, 2 cores; RESULTS.md, session 29) the core's forward and backward pass
-   at ViT-B/16 batch 8 was 1.15x faster in bfloat16 (one run at OpenMP's default settings;
-   0.87-0.91x under others) and 1.04-1.29x in float32, but the trainer's step was not:
-   bfloat16 batch 8 0.87x and 1.05x in two runs, float32 0.93-0.98x in three; the forward
-   pass 1.01x (bf16) and 1.02x (f32). oneDNN's OpenMP threads share the two cores with XLA's
-   own; bf16 gained only in the run where the host was fast, f32 in none.
+   The explicit core's products follow `matmul_library` (item 5).
 
 2. Micro-batched inference (`models.micro_batched_apply` with `micro_batch="auto"`; the
    predictor and the trainer's evaluation). Never used under `jax.grad`: a ViT-B/16 training
@@ -90,6 +83,19 @@ it gets JAX's own defaults.
    TPU (and other accelerators): "float32", as before; nothing measured.
    Compiled for other devices (`matmul_outputs_compiled_for`): the targets' choice where they
    all agree (every one a GPU: "compute"), else "float32".
+
+5. The library that runs the matmuls (`matmul_library`, `models.matmul`): "xla" everywhere
+   unless the user asks for "onednn", oneDNN's custom call (`models.onednn_matmul`; CPU only,
+   the `onednn` extra), which runs the dense layers' matmuls (patch embedding, projections, MLP,
+   pre-logits, head; not a hybrid's ResNet stem) and the explicit attention core's six batched
+   products. There is no "auto": it needs an optional build, and was measured on one host only.
+   On the Intel Xeon host (AVX-512 bf16, AMX, 2 cores; RESULTS.md, session 30) the trainer's
+   bfloat16 step of ViT-B/16 at batch 8 was 1.05-1.23x faster with it (three in-process runs,
+   micro-batches of 4 images), and 1.07x / 1.04x of torch eager / `torch.compile` against 0.94x
+   / 0.91x with XLA's; in float32 it was not (0.98x), as oneDNN's float32 dense matmuls are no
+   faster than XLA's there. With oneDNN running the attention core's products only (session 29)
+   the bfloat16 step was 0.87x and 1.05x. Compiled for other devices or exported: refused
+   (`model_fields_compiled_for`).
 
 Outside this module, one process setting: the command lines `python -m vit_jax.train` and
 `vit_jax.infer` re-execute themselves with glibc's huge pages for XLA:CPU's per-step buffers
@@ -213,10 +219,10 @@ def auto_attention(head_dim: int, dtype: Any) -> Literal["explicit", "cudnn"] | 
     return None if choice == "xla" else choice
 
 
-def onednn_attention_unavailable(dtype: Any) -> str | None:
-    """None where the "onednn" attention runs in this process for `dtype` compute, else why
+def onednn_unavailable(dtype: Any) -> str | None:
+    """None where `matmul_library="onednn"` runs in this process for `dtype` compute, else why
     not: its custom call (`models.onednn_matmul`) runs on CPU only and needs its optional build
-    and oneDNN's matmul for the dtype on this CPU."""
+    and oneDNN's matmul for the dtype on this CPU (item 5)."""
     backend = jax.default_backend()
     if backend != "cpu":
         return f"the default backend is {backend!r}; oneDNN's custom call runs on CPU only"
@@ -241,19 +247,26 @@ def matmul_outputs_compiled_for(platforms: Sequence[str]) -> Literal["float32", 
     return choices.pop() if len(choices) == 1 else "float32"
 
 
+def check_portable(matmul_library: str, platforms: Sequence[str]) -> None:
+    """Raises a ConfigError for `matmul_library="onednn"` in a program compiled for
+    `platforms` or exported: its custom call exists only in the CPU process that built it."""
+    if matmul_library == "onednn":
+        raise ConfigError(
+            "matmul_library 'onednn' (oneDNN's custom call, built in this process on CPU) "
+            f"cannot be compiled for {list(platforms)} or exported; set model.matmul_library "
+            "to 'xla' (the same model with XLA's matmuls)."
+        )
+
+
 def model_fields_compiled_for(fields: Mapping[str, Any], platforms: Sequence[str]) -> dict:
     """The model fields among `fields` (a model config, or a model's own attributes) that are
     "auto" and depend on the devices, resolved for a program compiled for `platforms`:
     `attention_implementation` (`attention_compiled_for`) and `matmul_outputs`
     (`matmul_outputs_compiled_for`). Fields set to anything else are the user's and kept,
-    except the "onednn" attention: its custom call exists only in a CPU process that built it,
-    so a program compiled for other devices or exported cannot contain it (a ConfigError)."""
-    if fields["attention_implementation"] == "onednn":
-        raise ConfigError(
-            "attention_implementation 'onednn' (oneDNN's custom call, built in this process on "
-            f"CPU) cannot be compiled for {list(platforms)} or exported; set it to 'auto' or "
-            "'explicit' (the same attention with XLA's products)."
-        )
+    except `matmul_library="onednn"`: its custom call exists only in a CPU process that built
+    it, so a program compiled for other devices or exported cannot contain it (a ConfigError).
+    """
+    check_portable(fields.get("matmul_library", "xla"), platforms)
     resolved = {
         "attention_implementation": attention_compiled_for(platforms),
         "matmul_outputs": matmul_outputs_compiled_for(platforms),

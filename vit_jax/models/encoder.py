@@ -15,7 +15,7 @@ import jax
 import jax.numpy as jnp
 
 from vit_jax.models.attention import Implementation, SelfAttention
-from vit_jax.models.matmul import MatmulOutputs, dense_dot_general
+from vit_jax.models.matmul import MatmulLibrary, MatmulOutputs, dense_dot_general
 
 Dtype = Any
 
@@ -43,6 +43,7 @@ class MlpBlock(nn.Module):
     dtype: Dtype = jnp.float32
     dropout_rate: float = 0.0
     matmul_outputs: MatmulOutputs = "auto"  # See `models.matmul`.
+    matmul_library: MatmulLibrary = "xla"  # See `models.matmul`.
 
     @nn.compact
     def __call__(self, x: jax.Array, *, deterministic: bool = True) -> jax.Array:
@@ -52,7 +53,7 @@ class MlpBlock(nn.Module):
             dtype=self.dtype,
             kernel_init=nn.initializers.xavier_uniform(),
             bias_init=nn.initializers.normal(stddev=1e-6),
-            dot_general=dense_dot_general(self.matmul_outputs),
+            dot_general=dense_dot_general(self.matmul_outputs, self.matmul_library),
             name=name,
         )
         x = dense(self.mlp_dim, "Dense_0")(x)  # [B, N, M], float32 or the compute dtype
@@ -89,6 +90,7 @@ class EncoderBlock(nn.Module):
     drop_path_rate: float = 0.0
     attention_implementation: Implementation = "auto"  # See `SelfAttention`.
     matmul_outputs: MatmulOutputs = "auto"  # See `models.matmul`.
+    matmul_library: MatmulLibrary = "xla"  # See `models.matmul`.
 
     @nn.compact
     def __call__(
@@ -108,6 +110,7 @@ class EncoderBlock(nn.Module):
             dropout_rate=self.attention_dropout_rate,
             implementation=self.attention_implementation,
             matmul_outputs=self.matmul_outputs,
+            matmul_library=self.matmul_library,
             name="MultiHeadDotProductAttention_1",
         )(y, deterministic=deterministic, num_queries=num_outputs)  # [B, N or Q, D]
         y = nn.Dropout(rate=self.dropout_rate)(y, deterministic=deterministic)
@@ -121,6 +124,7 @@ class EncoderBlock(nn.Module):
             dtype=self.dtype,
             dropout_rate=self.dropout_rate,
             matmul_outputs=self.matmul_outputs,
+            matmul_library=self.matmul_library,
             name="MlpBlock_3",
         )(y, deterministic=deterministic)  # [B, N or Q, D]
         return x + drop_path(self, y, rate, deterministic)
@@ -159,6 +163,7 @@ class Encoder(nn.Module):
     scan_layers: bool = False
     attention_implementation: Implementation = "auto"
     matmul_outputs: MatmulOutputs = "auto"
+    matmul_library: MatmulLibrary = "xla"
 
     @nn.compact
     def __call__(
@@ -192,6 +197,7 @@ class Encoder(nn.Module):
             drop_path_rate=rate,
             attention_implementation=self.attention_implementation,
             matmul_outputs=self.matmul_outputs,
+            matmul_library=self.matmul_library,
             name=name,
         )
         rates = [self.stoch_depth * i / max(self.num_layers - 1, 1) for i in range(self.num_layers)]

@@ -19,6 +19,11 @@ dtype (rounded after the float32 accumulation), as Flax's `nn.Dense` and torch's
 with JAX's own gradient; it is the GPU's choice. `matmul_outputs="auto"` takes the default
 backend's (`models.backend_tuning`, item 4; `resolve_outputs`), and `einsum`, `matmul` and
 `dense_dot_general` run the chosen form.
+
+Which library runs the dense layers' matmuls (`matmul_library`): "xla" (the default), or
+"onednn", oneDNN's custom call (`models.onednn_matmul`: CPU only, an optional build; opt-in,
+`models.backend_tuning`, item 5), for `matmul` and `dense_dot_general` in either form of
+outputs. The attention core's products follow the same choice (`models.attention`).
 """
 
 from __future__ import annotations
@@ -30,10 +35,12 @@ import jax
 import jax.numpy as jnp
 
 from vit_jax.errors import ConfigError
-from vit_jax.models import backend_tuning
+from vit_jax.models import backend_tuning, onednn_matmul
 
 MatmulOutputs = Literal["auto", "float32", "compute"]
 MATMUL_OUTPUTS: tuple[MatmulOutputs, ...] = get_args(MatmulOutputs)
+MatmulLibrary = Literal["xla", "onednn"]
+MATMUL_LIBRARIES: tuple[MatmulLibrary, ...] = get_args(MatmulLibrary)
 
 
 def _operand_specs(spec: str) -> tuple[str, str, str]:
@@ -124,16 +131,7 @@ def dot_general_f32(
     """A `dot_general` for `nn.Dense(dot_general=...)`: `matmul_f32` for Dense's contraction
     (last axis of the input with the kernel's first), `lax.dot_general` with float32
     accumulation otherwise."""
-    (lhs_contract, rhs_contract), (lhs_batch, rhs_batch) = dimension_numbers
-    dense = (
-        tuple(lhs_contract) == (lhs.ndim - 1,)
-        and tuple(rhs_contract) == (0,)
-        and rhs.ndim == 2
-        and not lhs_batch
-        and not rhs_batch
-        and precision is None
-    )
-    if dense:
+    if _is_dense(lhs, rhs, dimension_numbers, precision):
         return matmul_f32(lhs, rhs)
     return jax.lax.dot_general(
         lhs, rhs, dimension_numbers, precision=precision, preferred_element_type=jnp.float32
@@ -149,6 +147,24 @@ def check_outputs(outputs: str) -> None:
             "float32 until the bias and activation, 'compute' returns them in the compute "
             "dtype, 'auto' takes the backend's choice (models/backend_tuning.py)."
         )
+
+
+def check_library(library: str, dtype: object | None = None) -> None:
+    """Raises a ConfigError naming the choices unless `library` is one of them, or, given the
+    compute `dtype`, saying why "onednn" cannot run it in this process."""
+    if library not in MATMUL_LIBRARIES:
+        raise ConfigError(
+            f"Unknown matmul_library {library!r} (config key model.matmul_library); expected "
+            f"one of {MATMUL_LIBRARIES}: 'xla' runs the matmuls by XLA (the default), 'onednn' "
+            "by oneDNN's custom call (CPU only, the `onednn` extra; models/onednn_matmul.py)."
+        )
+    if library == "onednn" and dtype is not None:
+        reason = backend_tuning.onednn_unavailable(dtype)
+        if reason is not None:
+            raise ConfigError(
+                f"matmul_library 'onednn' cannot run here: {reason}. Set model.matmul_library "
+                "to 'xla' (the same model with XLA's matmuls)."
+            )
 
 
 def resolve_outputs(outputs: MatmulOutputs) -> Literal["float32", "compute"]:
@@ -172,19 +188,47 @@ def einsum(spec: str, lhs: jax.Array, rhs: jax.Array, outputs: MatmulOutputs) ->
     return einsum_f32(spec, lhs, rhs)
 
 
-def matmul(x: jax.Array, kernel: jax.Array, outputs: MatmulOutputs) -> jax.Array:
-    """`x [..., I] @ kernel [I, O] -> [..., O]`, returned as `outputs` says (`einsum`)."""
+def matmul(
+    x: jax.Array, kernel: jax.Array, outputs: MatmulOutputs, library: MatmulLibrary = "xla"
+) -> jax.Array:
+    """`x [..., I] @ kernel [I, O] -> [..., O]`, returned as `outputs` says (`einsum`), its
+    products run by `library` (see the module)."""
     flat = x.reshape(-1, x.shape[-1])  # [T, I]
-    return einsum("ti,io->to", flat, kernel, outputs).reshape(*x.shape[:-1], kernel.shape[-1])
+    if library == "xla":
+        out = einsum("ti,io->to", flat, kernel, outputs)  # [T, O]
+    else:
+        check_library(library, flat.dtype)
+        out = onednn_matmul.dense(flat, kernel)  # [T, O] float32
+        if _in_compute_dtype(outputs, flat, kernel):
+            out = out.astype(flat.dtype)
+    return out.reshape(*x.shape[:-1], kernel.shape[-1])
 
 
-def dense_dot_general(outputs: MatmulOutputs):
+def _is_dense(lhs, rhs, dimension_numbers, precision) -> bool:
+    """Whether a `dot_general` is `nn.Dense`'s: the input's last axis with a 2-D kernel's
+    first, no batch axes, default precision."""
+    (lhs_contract, rhs_contract), (lhs_batch, rhs_batch) = dimension_numbers
+    return (
+        tuple(lhs_contract) == (lhs.ndim - 1,)
+        and tuple(rhs_contract) == (0,)
+        and rhs.ndim == 2
+        and not lhs_batch
+        and not rhs_batch
+        and precision is None
+    )
+
+
+def dense_dot_general(outputs: MatmulOutputs, library: MatmulLibrary = "xla"):
     """A `dot_general` for `nn.Dense(dot_general=...)` that returns what `outputs` says:
     `dot_general_f32`, or `lax.dot_general` in the operands' dtype (Flax's own) for "compute"
-    outputs of low-precision operands."""
+    outputs of low-precision operands; with `library="onednn"`, Dense's contraction runs by
+    oneDNN (`matmul`)."""
     check_outputs(outputs)  # An unknown value fails when the module is traced, not later.
+    check_library(library)
 
     def dot_general(lhs, rhs, dimension_numbers, precision=None, preferred_element_type=None):
+        if library != "xla" and _is_dense(lhs, rhs, dimension_numbers, precision):
+            return matmul(lhs, rhs, outputs, library)
         if _in_compute_dtype(outputs, lhs, rhs):
             return jax.lax.dot_general(lhs, rhs, dimension_numbers, precision=precision)
         return dot_general_f32(lhs, rhs, dimension_numbers, precision, preferred_element_type)

@@ -1,12 +1,16 @@
-"""oneDNN's batched matmul inside a jitted JAX program on CPU (an XLA FFI custom call): the
-attention core's six products of the "onednn" attention (`models.attention_core`).
+"""oneDNN's matmuls inside a jitted JAX program on CPU (an XLA FFI custom call): the model's
+dense layers and the attention core's six products under `matmul_library="onednn"`
+(`models.matmul`, `models.attention_core`).
 
-Why: XLA:CPU runs the attention's small batched products ([B, H, 197, 64] x [B, H, 64, 197]
-and the like) at 21-67 GFLOP/s; the same products by oneDNN (the library torch's CPU matmuls
-use) ran 3.3-9.5x faster in bfloat16 and 2.1-3.4x in float32 inside XLA's runtime
-(`python -m benchmarks.attention_matmuls`; benchmarks/RESULTS.md, sessions 28 and 29). In the
-whole attention core and the trainer's step the gain is much smaller or none, so the model
-uses it only when asked (`models.backend_tuning`, item 1).
+Why: on an Intel Xeon host with AMX (RESULTS.md, session 30) XLA:CPU ran the dense layers'
+bfloat16 matmuls of a ViT-B/16 micro-batch 1.4x slower than torch's (121.7 against 84.3 ms for
+the twelve forward and backward matmuls of one layer), and the same matmuls by oneDNN, the
+library torch's CPU matmuls use, took 86.9 ms (one forward product checked: bitwise XLA's
+float32 sums). The
+attention's small batched products ([B, H, 197, 64] x [B, H, 64, 197] and the like) ran
+3.3-9.5x faster in bfloat16 and 2.1-3.4x in float32 than XLA's (`python -m
+benchmarks.attention_matmuls`; sessions 28 and 29). Float32 dense matmuls by oneDNN were not
+faster than XLA's. The model uses it only when asked (`models.backend_tuning`, item 5).
 
 Optional: it needs g++ and oneDNN's CPU library and headers from PyPI (`onednn-cpu-gomp`,
 `onednn-devel-cpu-gomp`: the `onednn` extra) in this interpreter's prefix, and the system's GNU
@@ -129,8 +133,8 @@ def batched_matmul(
     takes lhs as `[..., K, M]`, `rhs_transposed` rhs as `[..., N, K]` (no copy). The leading
     (batch) axes must be equal, not broadcast. Both operands bfloat16 or both float32;
     accumulates in float32, as `matmul.einsum_f32_materialised` does. Under `jax.vmap` the
-    mapped axis becomes one more batch axis. No derivative of its own: the attention core's
-    VJP calls it for the backward products too."""
+    mapped axis becomes one more batch axis. No derivative of its own: `dense`'s and the
+    attention core's VJPs call it for the backward products too."""
     if lhs.ndim < 3 or rhs.ndim != lhs.ndim or lhs.dtype != rhs.dtype:
         raise ValueError(
             "want two [..., ., .] operands of one rank >= 3 and one dtype, got "
@@ -153,3 +157,27 @@ def batched_matmul(
         vmap_method="broadcast_all",  # The handler folds every leading axis into one batch.
     )
     return call(lhs, rhs, lhs_transposed=lhs_transposed, rhs_transposed=rhs_transposed)
+
+
+@jax.custom_vjp
+def dense(x: jax.Array, kernel: jax.Array) -> jax.Array:
+    """`x [T, I] @ kernel [I, O] -> [T, O]` float32 by oneDNN (both operands bfloat16 or both
+    float32), differentiable in reverse mode: the backward pass casts the cotangent to the
+    operands' dtype and runs both of its products by oneDNN with float32 accumulation, as
+    `matmul.einsum_f32` does by XLA."""
+    return batched_matmul(x[None], kernel[None])[0]  # [T, O]
+
+
+def _dense_fwd(x, kernel):
+    return dense(x, kernel), (x, kernel)
+
+
+def _dense_bwd(residuals, d_out):
+    x, kernel = residuals  # [T, I], [I, O]
+    d_out = d_out.astype(x.dtype)[None]  # [1, T, O]
+    d_x = batched_matmul(d_out, kernel[None], rhs_transposed=True)[0]  # [T, I]
+    d_kernel = batched_matmul(x[None], d_out, lhs_transposed=True)[0]  # [I, O]
+    return d_x.astype(x.dtype), d_kernel.astype(kernel.dtype)
+
+
+dense.defvjp(_dense_fwd, _dense_bwd)

@@ -19,7 +19,7 @@ import jax
 import jax.numpy as jnp
 from jax.sharding import NamedSharding, PartitionSpec
 
-from vit_jax.models.matmul import MatmulOutputs, matmul
+from vit_jax.models.matmul import MatmulLibrary, MatmulOutputs, matmul
 
 Dtype = Any
 
@@ -57,6 +57,7 @@ class PatchEmbedding(nn.Module):
     patch: tuple[int, int]
     dtype: Dtype = jnp.float32
     matmul_outputs: MatmulOutputs = "auto"
+    matmul_library: MatmulLibrary = "xla"
 
     @nn.compact
     def __call__(self, images: jax.Array) -> jax.Array:
@@ -67,5 +68,7 @@ class PatchEmbedding(nn.Module):
         bias = self.param("bias", nn.initializers.zeros, (self.features,))
         patches = patchify(images.astype(self.dtype), self.patch)  # [B, gh, gw, ph*pw*C]
         flat_kernel = kernel.reshape(ph * pw * channels, self.features).astype(self.dtype)
-        embedded = matmul(patches, flat_kernel, self.matmul_outputs)  # [B, gh, gw, D]
+        embedded = matmul(
+            patches, flat_kernel, self.matmul_outputs, self.matmul_library
+        )  # [B, gh, gw, D]
         return embedded + bias.astype(embedded.dtype)

@@ -14,7 +14,8 @@ from typing import Any, NamedTuple
 
 import ml_collections
 
-from vit_jax.models.matmul import check_outputs
+from vit_jax.models.attention import check_implementation
+from vit_jax.models.matmul import check_library, check_outputs
 from vit_jax.models.vit import VisionTransformer
 
 
@@ -143,6 +144,8 @@ def build_model(config: Any, num_classes: int | None) -> VisionTransformer:
             config[field] = ml_collections.FrozenConfigDict(dict(config[field]))
     config.setdefault("num_classes", num_classes)
     check_outputs(config.get("matmul_outputs", "auto"))  # Before anything is traced.
+    check_implementation(config.get("attention_implementation", "auto"))
+    check_library(config.get("matmul_library", "xla"), config.get("dtype", "float32"))
     known = set(VisionTransformer.__dataclass_fields__) - {"parent", "name"}
     unknown = set(config) - known
     if unknown:

@@ -23,7 +23,7 @@ import jax.numpy as jnp
 from vit_jax.errors import ConfigError
 from vit_jax.models.attention import Implementation
 from vit_jax.models.encoder import NUMBERED_BLOCK, STACKED_BLOCK, Encoder
-from vit_jax.models.matmul import MatmulOutputs, dense_dot_general
+from vit_jax.models.matmul import MatmulLibrary, MatmulOutputs, dense_dot_general
 from vit_jax.models.patch_embedding import PatchEmbedding
 from vit_jax.models.resnet import resnet_stem
 
@@ -43,10 +43,11 @@ class VisionTransformer(nn.Module):
     dtype (parameters stay float32); `stoch_depth` the drop-path rate of the last block;
     `remat` and `scan_layers` trade compute for memory and compile time (see `Encoder`).
     `attention_implementation` picks the attention core ("auto", "xla", "cudnn" for cuDNN
-    flash attention on NVIDIA GPUs with bfloat16/float16 compute, "explicit", "onednn" for
-    its products by oneDNN on CPU; see `SelfAttention`); `matmul_outputs` whether a bfloat16
-    model's weight matmuls (patch embedding, projections, MLP, pre-logits, head) return float32
-    or bfloat16 ("auto", "float32", "compute"; `models.matmul`). Neither changes a parameter.
+    flash attention on NVIDIA GPUs with bfloat16/float16 compute, "explicit"; see
+    `SelfAttention`); `matmul_outputs` whether a bfloat16 model's weight matmuls (patch
+    embedding, projections, MLP, pre-logits, head) return float32 or bfloat16 ("auto",
+    "float32", "compute"); `matmul_library` who runs them and the explicit attention's products
+    ("xla", or "onednn" on CPU; `models.matmul`). None changes a parameter.
     """
 
     num_classes: int | None
@@ -64,6 +65,7 @@ class VisionTransformer(nn.Module):
     scan_layers: bool = False
     attention_implementation: Implementation = "auto"
     matmul_outputs: MatmulOutputs = "auto"
+    matmul_library: MatmulLibrary = "xla"
 
     def forward_features(
         self, inputs: jax.Array, *, train: bool, num_outputs: int | None = None
@@ -88,6 +90,7 @@ class VisionTransformer(nn.Module):
             patch,
             dtype=self.dtype,
             matmul_outputs=self.matmul_outputs,
+            matmul_library=self.matmul_library,
             name="embedding",
         )(x)
         x = x.astype(self.dtype)  # [B, gh, gw, D]
@@ -107,6 +110,7 @@ class VisionTransformer(nn.Module):
             scan_layers=self.scan_layers,
             attention_implementation=self.attention_implementation,
             matmul_outputs=self.matmul_outputs,
+            matmul_library=self.matmul_library,
             name="Transformer",
         )
         x = encoder(x, train=train, num_outputs=num_outputs)  # [B, N or Q, D]
@@ -131,7 +135,7 @@ class VisionTransformer(nn.Module):
             x = nn.Dense(
                 self.representation_size,
                 dtype=self.dtype,
-                dot_general=dense_dot_general(self.matmul_outputs),
+                dot_general=dense_dot_general(self.matmul_outputs, self.matmul_library),
                 name="pre_logits",
             )(x)
             x = jnp.tanh(x).astype(self.dtype)
@@ -142,7 +146,7 @@ class VisionTransformer(nn.Module):
                 dtype=self.dtype,
                 kernel_init=nn.initializers.zeros,
                 bias_init=nn.initializers.constant(self.head_bias_init),
-                dot_general=dense_dot_general(self.matmul_outputs),
+                dot_general=dense_dot_general(self.matmul_outputs, self.matmul_library),
                 name="head",
             )(x).astype(self.dtype)
         return x

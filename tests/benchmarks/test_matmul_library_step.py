@@ -1,4 +1,4 @@
-"""benchmarks/attention_train_step.py: one row per implementation that runs here, the ratios'
+"""benchmarks/matmul_library_step.py: one row per matmul library that runs here, the ratios'
 arithmetic, and the same first losses (not the speed)."""
 
 from __future__ import annotations
@@ -8,21 +8,21 @@ import json
 import jax
 import pytest
 
-from benchmarks import attention_train_step
+from benchmarks import matmul_library_step
 from tests.models import onednn
 
 
 @pytest.mark.slow  # CI runs it; `-m "not slow"` skips it in the inner loop.
 def test_rows_ratios_and_losses(capsys):
     args = ["--model", "ViT-Ti_16", "--batch", "2", "--image_size", "32", "--dtype", "float32"]
-    args += ["--implementations", "xla", "onednn", "--rounds", "1", "--json"]
-    attention_train_step.main(args)
+    args += ["--libraries", "xla", "onednn", "--rounds", "1", "--json"]
+    matmul_library_step.main(args)
     report = json.loads(capsys.readouterr().out)
     if onednn.installed() and jax.default_backend() == "cpu":  # It must have run here.
         assert report["onednn"] == "built"
     names = ["xla", "onednn"] if report["onednn"] == "built" else ["xla"]
     rows = report["rows"]
-    assert [row["implementation"] for row in rows] == names
+    assert [row["library"] for row in rows] == names
     first = rows[0]["step_s"]
     for row in rows:
         assert row["img_per_s"] == pytest.approx(2 / row["step_s"])

@@ -1,19 +1,20 @@
-"""The trainer's step with each attention implementation, side by side in one process.
+"""The trainer's step with each matmul library, side by side in one process.
 
-    python -m benchmarks.attention_train_step [--model ViT-B_16] [--batch 8]
-        [--dtype bfloat16] [--implementations explicit onednn] [--rounds 4] [--json]
+    python -m benchmarks.matmul_library_step [--model ViT-B_16] [--batch 8]
+        [--dtype bfloat16] [--libraries xla onednn] [--attention auto] [--rounds 4] [--json]
 
-For each implementation (`models.attention`: "explicit" runs the attention core's products by
-XLA, "onednn" by oneDNN's custom call; "onednn" is left out, with the reason in the header,
-where it cannot run) the model is built, its trainer step compiled at the trainer's defaults
+For each library (`models.matmul`, `matmul_library`: "xla", or "onednn", oneDNN's custom call
+for the dense layers and the explicit attention core's products; "onednn" is left out, with
+the reason in the header, where it cannot run) the model is built with the attention
+implementation `--attention`, its trainer step compiled at the trainer's defaults
 (`benchmarks.model_throughput.default_accum_steps`), and the first two losses printed: they
-must track each other. The steps are then timed round-robin
-(`common.round_robin_seconds`), `--rounds` rounds of two steps each after an untimed one, each
-round starting one row later, so that a machine whose speed drifts during the run (this 2-core
-VM's does) slows every row alike. Each row: the median step in seconds, img/s, and its speed
-relative to the first row. A loss that is not finite after the timing (a NaN stays in the
-parameters once it reaches them) stops the run with its name.
-Re-executes itself with glibc's huge pages first, as `python -m vit_jax.train` does.
+must track each other. The steps are then timed round-robin (`common.round_robin_seconds`),
+`--rounds` rounds of two steps each after an untimed one, each round starting one row later,
+so that a machine whose speed drifts during the run (this 2-core VM's does) slows every row
+alike. Each row: the median step in seconds, img/s, and its speed relative to the first row.
+A loss that is not finite after the timing (a NaN stays in the parameters once it reaches
+them) stops the run with its name. Re-executes itself with glibc's huge pages first, as
+`python -m vit_jax.train` does.
 """
 
 from __future__ import annotations
@@ -25,7 +26,7 @@ import sys
 if __name__ == "__main__":  # Before the imports below: see vit_jax/cli/huge_pages.py.
     from vit_jax.cli import huge_pages
 
-    huge_pages.reexec_with_huge_pages("benchmarks.attention_train_step")
+    huge_pages.reexec_with_huge_pages("benchmarks.matmul_library_step")
 
 import jax.numpy as jnp
 import numpy as np
@@ -39,6 +40,7 @@ from benchmarks.model_throughput import (
 )
 from vit_jax import models
 from vit_jax.models import backend_tuning
+from vit_jax.models.matmul import MATMUL_LIBRARIES
 
 
 def main(argv=None) -> None:
@@ -47,31 +49,35 @@ def main(argv=None) -> None:
     parser.add_argument("--batch", type=int, default=8)
     parser.add_argument("--image_size", type=int, default=224)
     parser.add_argument("--dtype", choices=["float32", "bfloat16"], default="bfloat16")
-    parser.add_argument("--implementations", nargs="+", default=["explicit", "onednn"])
+    parser.add_argument(
+        "--libraries", nargs="+", choices=MATMUL_LIBRARIES, default=list(MATMUL_LIBRARIES)
+    )
+    parser.add_argument("--attention", default="auto", help="model.attention_implementation")
     parser.add_argument("--rounds", type=int, default=4)
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args(argv)
 
     images, labels = random_batch(args.batch, args.image_size)
-    onednn = backend_tuning.onednn_attention_unavailable(args.dtype) or "built"
-    implementations = [
-        name for name in args.implementations if name != "onednn" or onednn == "built"
-    ]
+    onednn = backend_tuning.onednn_unavailable(args.dtype) or "built"
+    libraries = [name for name in args.libraries if name != "onednn" or onednn == "built"]
+    if not libraries:
+        raise SystemExit(f"oneDNN cannot run here ({onednn}); add xla to --libraries")
     runners, losses, accum = {}, {}, 1
-    for implementation in implementations:
+    for library in libraries:
         model = models.get_model(
             args.model,
             num_classes=1000,
             dtype=jnp.dtype(args.dtype),
-            attention_implementation=implementation,
+            attention_implementation=args.attention,
+            matmul_library=library,
         )
         params = random_params(model, args.image_size)
         accum = default_accum_steps(model, params, args.batch)
         runner = trainer_step_runner(model, params, images, labels, accum)
-        losses[implementation] = [float(runner()) for _ in range(2)]
-        runners[implementation] = runner
+        losses[library] = [float(runner()) for _ in range(2)]
+        runners[library] = runner
         # On stderr, so that `--json` prints only the report on stdout.
-        print(f"{implementation}: first losses {losses[implementation]}", file=sys.stderr)
+        print(f"{library}: first losses {losses[library]}", file=sys.stderr)
 
     # One untimed step before each row's turn, as in `benchmarks.torch_compare`.
     runs = {
@@ -91,7 +97,7 @@ def main(argv=None) -> None:
         seconds = statistics.median(times[name])
         rows.append(
             {
-                "implementation": name,
+                "library": name,
                 "step_s": seconds,
                 "img_per_s": args.batch / seconds,
                 f"vs_{order[0]}": first / seconds,
@@ -102,6 +108,7 @@ def main(argv=None) -> None:
         "model": args.model,
         "batch": args.batch,
         "dtype": args.dtype,
+        "attention": args.attention,
         "accum_steps": accum,
         "rounds": args.rounds,
         "onednn": onednn,
