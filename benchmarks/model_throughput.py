@@ -121,7 +121,12 @@ def default_accum_steps(model, params, batch: int) -> int:
     from vit_jax.training import step
 
     return step.default_accum_steps(
-        jax.default_backend(), batch, params, model.transformer["mlp_dim"], model.dtype
+        jax.default_backend(),
+        batch,
+        params,
+        model.transformer["mlp_dim"],
+        model.dtype,
+        model.matmul_library,
     )
 
 

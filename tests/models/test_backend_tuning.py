@@ -46,6 +46,14 @@ def test_cpu_training_splits_batches_whose_activations_overflow_the_budget(shape
     assert images % choice == 0
 
 
+def test_cpu_training_with_onednn_matmuls_takes_larger_micro_batches():
+    """oneDNN's matmuls gain from more rows per call: a 40 MiB budget, 16 ViT-B/16 images."""
+    cpu = backend_tuning.CPU
+    assert cpu.train_accum_steps(32, *B16_224, 4) == 8
+    assert cpu.train_accum_steps(32, *B16_224, 4, matmul_library="onednn") == 2
+    assert cpu.train_accum_steps(8, *B16_224, 4, matmul_library="onednn") == 1
+
+
 @pytest.mark.parametrize("platform", ["tpu", "gpu"])
 def test_accelerators_train_whole_batches(platform):
     choices = backend_tuning.for_platform(platform)

@@ -142,3 +142,26 @@ def test_trainer_default_for_vit_b16_counts_the_float32_mlp_activation(dtype):
     mlp_dim = model.transformer["mlp_dim"]
     assert step.default_accum_steps("cpu", 32, params, mlp_dim, dtype) == 8
     assert step.default_accum_steps("tpu", 32, params, mlp_dim, dtype) == 1
+    # oneDNN's matmuls take micro-batches of 16 images (its 40 MiB budget).
+    assert step.default_accum_steps("cpu", 32, params, mlp_dim, dtype, "onednn") == 2
+    assert step.default_accum_steps("cpu", 8, params, mlp_dim, dtype, "onednn") == 1
+
+
+def test_trainer_takes_the_micro_batches_of_its_matmul_library(config, monkeypatch):
+    """An unset `accum_steps` follows `model.matmul_library` (item 3): a budget that splits the
+    tiny model's batch of 16 in 8 with XLA's matmuls splits it in 2 with oneDNN's."""
+    onednn.require(jnp.float32)  # The trainer builds the model, and with it the custom call.
+    # Tokens (8 px images in 4 px patches, and the class token) x mlp_dim x float32 bytes.
+    per_image = 5 * config.model.transformer.mlp_dim * 4
+    monkeypatch.setattr(
+        backend_tuning,
+        "CPU",
+        dataclasses.replace(backend_tuning.CPU, train_activation_bytes=2 * per_image),
+    )
+    monkeypatch.setattr(backend_tuning, "ONEDNN_TRAIN_ACTIVATION_BYTES", 8 * per_image)
+    config = config.copy_and_resolve_references()
+    config.accum_steps = None
+    mesh = sharding.make_mesh({"data": 1, "fsdp": 1}, jax.devices()[:1])
+    assert Trainer(config, mesh, synthetic.INFO).accum_steps == 8
+    config.model.matmul_library = "onednn"
+    assert Trainer(config, mesh, synthetic.INFO).accum_steps == 2

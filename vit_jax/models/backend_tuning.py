@@ -65,6 +65,12 @@ it gets JAX's own defaults.
    bfloat16 2.41) and one piece slowest (1.22 and 2.07). Measured for ViT-B/16 at 224 px
    only; other shapes follow the same byte budget unmeasured (B/16 at 384 px: 1 image, L/16
    at 224 px: 3).
+   With `matmul_library="onednn"` (item 5) the CPU's budget is
+   `ONEDNN_TRAIN_ACTIVATION_BYTES` = 40 MiB (ViT-B/16 at 224 px: 16 images): oneDNN's matmuls
+   gain from more rows per call where XLA's lose. bfloat16 on the Intel host (RESULTS.md,
+   session 30), against micro-batches of 4 images in the same process: batch 8 in one piece
+   1.13x and 1.03x (two runs); batch 32 in 16 images 1.115x, in one piece 1.134x; the whole
+   batch-32 step (`model.apply` under `jax.grad`) 1.12x the trainer's in 4-image pieces.
    TPU and GPU: whole batches (one micro-batch).
 
 4. The dtype a bfloat16 (or float16) model's matmuls return (`matmul_outputs="auto"`,
@@ -119,6 +125,8 @@ from vit_jax.models import onednn_matmul
 TOKENS_PER_MICRO_BATCH = 800
 # Bytes of one layer's MLP activation per training micro-batch and device on CPU; item 3.
 TRAIN_ACTIVATION_BYTES = 10 * 2**20
+# The same with oneDNN's matmuls (`matmul_library="onednn"`); item 3.
+ONEDNN_TRAIN_ACTIVATION_BYTES = 4 * TRAIN_ACTIVATION_BYTES
 
 
 @dataclasses.dataclass(frozen=True)
@@ -136,19 +144,27 @@ class BackendChoices:
     matmul_outputs: Literal["float32", "compute"]
 
     def train_accum_steps(
-        self, images: int, tokens_per_image: int, mlp_dim: int, itemsize: int
+        self,
+        images: int,
+        tokens_per_image: int,
+        mlp_dim: int,
+        itemsize: int,
+        matmul_library: str = "xla",
     ) -> int:
         """Micro-batches per training step for `images` per device: the fewest that divide it
-        and keep each micro-batch's MLP activation within `train_activation_bytes`."""
+        and keep each micro-batch's MLP activation within `train_activation_bytes` (with
+        oneDNN's matmuls, `ONEDNN_TRAIN_ACTIVATION_BYTES`; item 3)."""
         if self.train_activation_bytes is None:
             return 1
+        budget = self.train_activation_bytes
+        if matmul_library == "onednn":
+            budget = ONEDNN_TRAIN_ACTIVATION_BYTES
         bytes_per_image = tokens_per_image * mlp_dim * itemsize  # One image's [N, mlp_dim].
         return next(
             (
                 steps
                 for steps in range(1, images + 1)
-                if images % steps == 0
-                and images // steps * bytes_per_image <= self.train_activation_bytes
+                if images % steps == 0 and images // steps * bytes_per_image <= budget
             ),
             max(images, 1),  # Even one image is over: one image per micro-batch.
         )
