@@ -48,8 +48,8 @@ from vit_jax.models.matmul import (
     einsum_f32_materialised,
 )
 
-# Who multiplies in `packed_attention`: XLA's dots, or oneDNN's (`models.onednn_matmul`).
-Products = MatmulLibrary  # Who runs the core's six products (`matmul_library`).
+# Who multiplies in `packed_attention`: XLA's dots, or oneDNN's (the model's `matmul_library`).
+Products = MatmulLibrary
 # The core's three kinds of product over [B, H, ., .] -> which operand oneDNN takes transposed.
 ONEDNN_LAYOUTS = {
     "bhqk,bhsk->bhqs": (False, True),  # Q K^T, dO V^T.
