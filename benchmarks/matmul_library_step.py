@@ -62,7 +62,7 @@ def main(argv=None) -> None:
     libraries = [name for name in args.libraries if name != "onednn" or onednn == "built"]
     if not libraries:
         raise SystemExit(f"oneDNN cannot run here ({onednn}); add xla to --libraries")
-    runners, losses, accum = {}, {}, 1
+    runners, losses, accums = {}, {}, {}
     for library in libraries:
         model = models.get_model(
             args.model,
@@ -72,8 +72,8 @@ def main(argv=None) -> None:
             matmul_library=library,
         )
         params = random_params(model, args.image_size)
-        accum = default_accum_steps(model, params, args.batch)
-        runner = trainer_step_runner(model, params, images, labels, accum)
+        accums[library] = default_accum_steps(model, params, args.batch)  # Per library.
+        runner = trainer_step_runner(model, params, images, labels, accums[library])
         losses[library] = [float(runner()) for _ in range(2)]
         runners[library] = runner
         # On stderr, so that `--json` prints only the report on stdout.
@@ -98,6 +98,7 @@ def main(argv=None) -> None:
         rows.append(
             {
                 "library": name,
+                "accum_steps": accums[name],
                 "step_s": seconds,
                 "img_per_s": args.batch / seconds,
                 f"vs_{order[0]}": first / seconds,
@@ -109,7 +110,6 @@ def main(argv=None) -> None:
         "batch": args.batch,
         "dtype": args.dtype,
         "attention": args.attention,
-        "accum_steps": accum,
         "rounds": args.rounds,
         "onednn": onednn,
     }
