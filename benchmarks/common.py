@@ -101,6 +101,14 @@ def round_robin_seconds(
     return seconds
 
 
+def with_xla_matmuls(model: Any) -> Any:
+    """`model` (a `VisionTransformer`) with XLA's matmuls, for counting its FLOPs: XLA's cost
+    analysis and the jaxpr count (`vit_jax.plan.flops`) do not see into oneDNN's custom call,
+    which `matmul_library="auto"` takes for bfloat16 on CPUs with AMX. Who multiplies does not
+    change the count."""
+    return model.clone(matmul_library="xla")
+
+
 def compiled_flops(jitted: Any, *args: Any) -> float:
     """FLOPs of one call according to XLA's cost analysis of the compiled program."""
     return flops_of(jitted.lower(*args).compile())

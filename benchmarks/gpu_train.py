@@ -76,7 +76,7 @@ def matmul_flops(name: str, batch: int, image_size: int) -> float:
     """Matmul FLOPs of one plain training step with XLA's attention (traced, not compiled)."""
     from vit_jax.plan.flops import step_flops
 
-    model = _model(name, "xla")
+    model = common.with_xla_matmuls(_model(name, "xla"))
     return float(step_flops(train_step_fn(model), *abstract_step_args(model, batch, image_size)))
 
 

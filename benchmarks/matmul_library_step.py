@@ -4,17 +4,17 @@
         [--dtype bfloat16] [--libraries xla onednn] [--attention auto] [--rounds 4] [--json]
 
 For each library (`models.matmul`, `matmul_library`: "xla", or "onednn", oneDNN's custom call
-for the dense layers and the explicit attention core's products; "onednn" is left out, with
-the reason in the header, where it cannot run) the model is built with the attention
-implementation `--attention`, its trainer step compiled at the trainer's defaults
-(`benchmarks.model_throughput.default_accum_steps`), and the first two losses printed: they
-must track each other. The steps are then timed round-robin (`common.round_robin_seconds`),
-`--rounds` rounds of two steps each after an untimed one, each round starting one row later,
-so that a machine whose speed drifts during the run (this 2-core VM's does) slows every row
-alike. Each row: the median step in seconds, img/s, and its speed relative to the first row.
-A loss that is not finite after the timing (a NaN stays in the parameters once it reaches
-them) stops the run with its name. Re-executes itself with glibc's huge pages first, as
-`python -m vit_jax.train` does.
+for the dense layers and the explicit attention core's products; "auto", the default's pick, may
+be added; "onednn" is left out, with the reason in the header, where it cannot run) the model is
+built with the attention implementation `--attention`, its trainer step compiled at the
+trainer's defaults (`benchmarks.model_throughput.default_accum_steps`), and the first two losses
+printed: they must track each other. The steps are then timed round-robin
+(`common.round_robin_seconds`), `--rounds` rounds of two steps each after an untimed one, each
+round starting one row later, so that a machine whose speed drifts during the run (this 2-core
+VM's does) slows every row alike. Each row: the median step in seconds, img/s, and its speed
+relative to the first row. A loss that is not finite after the timing (a NaN stays in the
+parameters once it reaches them) stops the run with its name. Re-executes itself with glibc's
+huge pages first, as `python -m vit_jax.train` does.
 """
 
 from __future__ import annotations
@@ -50,7 +50,7 @@ def main(argv=None) -> None:
     parser.add_argument("--image_size", type=int, default=224)
     parser.add_argument("--dtype", choices=["float32", "bfloat16"], default="bfloat16")
     parser.add_argument(
-        "--libraries", nargs="+", choices=MATMUL_LIBRARIES, default=list(MATMUL_LIBRARIES)
+        "--libraries", nargs="+", choices=MATMUL_LIBRARIES, default=["xla", "onednn"]
     )
     parser.add_argument("--attention", default="auto", help="model.attention_implementation")
     parser.add_argument("--rounds", type=int, default=4)

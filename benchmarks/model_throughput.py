@@ -67,9 +67,14 @@ def train_step_fn(model):
 
 def time_train_step(model, params, images, labels) -> tuple[float, float]:
     """(median seconds, XLA FLOPs) of `train_step_fn(model)`, the parameters updated each call."""
-    # Compiled once, for the FLOP count and every timed call (a big model compiles slowly).
+    # Compiled once, for the FLOP count and every timed call (a big model compiles slowly),
+    # unless oneDNN runs the matmuls: then counted on XLA's (`common.with_xla_matmuls`).
     step = train_step_fn(model).lower(params, images, labels).compile()
-    flops = common.flops_of(step)
+    if models.matmul.resolve_library(model.matmul_library, model.dtype) == "xla":
+        flops = common.flops_of(step)
+    else:
+        counted = train_step_fn(common.with_xla_matmuls(model))
+        flops = common.compiled_flops(counted, params, images, labels)
     state = {"params": params}
 
     def run():
@@ -154,7 +159,8 @@ def measure(
     images, labels = random_batch(batch, image_size)
     if train and accum_steps:
         # FLOPs of the plain step: XLA's cost analysis counts the accumulation loop once.
-        flops = common.compiled_flops(train_step_fn(model), params, images, labels)
+        counted = train_step_fn(common.with_xla_matmuls(model))
+        flops = common.compiled_flops(counted, params, images, labels)
         seconds = time_trainer_step(model, params, images, labels, accum_steps)
         logits = None
     elif train:
@@ -163,7 +169,7 @@ def measure(
     else:
         forward = forward_fn(model, micro_batch)
         # FLOPs of the whole-batch program: XLA's cost analysis counts a loop's body once.
-        flops = common.compiled_flops(forward_fn(model), params, images)
+        flops = common.compiled_flops(forward_fn(common.with_xla_matmuls(model)), params, images)
         seconds = common.time_call(lambda: forward(params, images))
         logits = np.asarray(forward(params, images), np.float32)
     gflops = flops / seconds / 1e9

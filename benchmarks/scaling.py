@@ -38,7 +38,8 @@ def measure(
     params = random_params(model, size)
     images = jax.random.uniform(jax.random.key(2), (batch, size, size, 3), minval=-1)
     forward = forward_fn(model, micro_batch)
-    flops = common.compiled_flops(forward_fn(model), params, images)  # Whole-batch program.
+    # The whole-batch program, with XLA's matmuls (`common.with_xla_matmuls`).
+    flops = common.compiled_flops(forward_fn(common.with_xla_matmuls(model)), params, images)
     seconds = common.time_call(lambda: forward(params, images), repeats=repeats)
 
     width, layers = model.hidden_size, model.transformer["num_layers"]

@@ -2,15 +2,16 @@
 eager and `torch.compile`, on the same machine in the same run.
 
     python -m benchmarks.torch_compare [--batch 8] [--image_size 224] [--dtype float32]
-        [--no_compile] [--repeats 3] [--rounds 3] [--matmul_library xla] [--json]
+        [--no_compile] [--repeats 3] [--rounds 3] [--matmul_library auto] [--json]
 
 Both sides use the same architecture (tanh-GELU, LayerNorm eps 1e-6, 1000 classes) and an SGD
 step on softmax cross-entropy. Ours is the trainer's own step at its defaults
 (`training.step.make_train_step` with `config.accum_steps` unset: micro-batches on CPU, see
 `models/backend_tuning.py`), with the plain step (`model.apply` under `jax.grad`) beside it.
 `--dtype bfloat16`: our bfloat16 compute (float32 parameters) against torch's CPU autocast to
-bfloat16. `--matmul_library onednn` runs our matmuls by oneDNN's custom call, the library
-torch's CPU matmuls use (`models.matmul`; the `onednn` extra). Needs the `torch` extra.
+bfloat16. `--matmul_library` is the model's (`models.matmul`): "auto", the default, takes
+oneDNN's custom call (the library torch's CPU matmuls use; the `onednn` extra) for bfloat16 on
+a CPU with AMX, XLA's otherwise; "xla" or "onednn" forces one. Needs the `torch` extra.
 
 Each side runs in the environment its users get. Ours re-executes itself first with glibc's
 huge-page tunable, as `python -m vit_jax.train` does (vit_jax/cli/huge_pages.py;
@@ -56,7 +57,7 @@ from benchmarks.model_throughput import (
 )
 from vit_jax import models
 from vit_jax.cli.huge_pages import environment_without_huge_pages
-from vit_jax.models.matmul import MATMUL_LIBRARIES
+from vit_jax.models.matmul import MATMUL_LIBRARIES, resolve_library
 
 
 def torch_models(image_size: int, name: str = "ViT-B_16"):
@@ -203,7 +204,7 @@ def jax_row(
     image_size: int,
     dtype: str = "float32",
     repeats: int = 3,
-    matmul_library: str = "xla",
+    matmul_library: str = "auto",
 ) -> tuple[dict[str, float], Callable[[], Any]]:
     """Times our forward and plain step; returns the timings and the trainer's step, warm."""
     model = models.get_model(
@@ -258,7 +259,7 @@ def main(argv=None) -> None:
         "--repeats", type=int, default=3, help="Timed forward calls; training steps per round."
     )
     parser.add_argument("--rounds", type=int, default=3, help="Rounds of interleaved training.")
-    parser.add_argument("--matmul_library", choices=MATMUL_LIBRARIES, default="xla")
+    parser.add_argument("--matmul_library", choices=MATMUL_LIBRARIES, default="auto")
     parser.add_argument("--json", action="store_true")
     parser.add_argument(
         "--torch_huge_pages", action="store_true", help="Run torch with glibc's tunable too."
@@ -271,7 +272,8 @@ def main(argv=None) -> None:
         serve_torch_row(*shape, args.torch_child == "compile", args.dtype, args.repeats)
         return
     ours, trainer_step = jax_row(*shape, args.dtype, args.repeats, args.matmul_library)
-    library = "XLA" if args.matmul_library == "xla" else "oneDNN matmuls"
+    resolved = resolve_library(args.matmul_library, jnp.dtype(args.dtype))
+    library = "XLA" if resolved == "xla" else "oneDNN matmuls"
     ours_name = f"vit_jax ({library}), trainer step, accum_steps {ours['accum_steps']}"
     children = {}
     try:
@@ -305,7 +307,7 @@ def main(argv=None) -> None:
         for name, r in results.items()
     ]
     header = {"model": "ViT-B_16", "batch": args.batch, "dtype": args.dtype}
-    header["matmul_library"] = args.matmul_library
+    header["matmul_library"] = f"{args.matmul_library} ({resolved})"
     header["train_steps_timed_per_row"] = f"{args.rounds} rounds x {args.repeats}, interleaved"
     torch_env = torch_environment(os.environ, args.torch_huge_pages)
     header["torch_glibc_tunables"] = torch_env.get("GLIBC_TUNABLES") or "-"

@@ -27,10 +27,11 @@ MODEL_EXTRAS = {
     # GELU), 'compute' (the compute dtype, as torch's autocast), 'auto' ('compute' on GPUs,
     # 'float32' elsewhere; models/backend_tuning.py). Float32 models are the same either way.
     "matmul_outputs": "auto",
-    # Who runs the dense layers' matmuls and the explicit attention's products: 'xla', or
-    # 'onednn' (oneDNN's custom call; CPU only, the `onednn` extra; faster in bfloat16 on an
-    # Intel host with AMX; models/backend_tuning.py, item 5).
-    "matmul_library": "xla",
+    # Who runs the dense layers' matmuls and the explicit attention's products: 'xla', 'onednn'
+    # (oneDNN's custom call; CPU only, the `onednn` extra), or 'auto': oneDNN for bfloat16 on a
+    # CPU with AMX where the extra is installed (measured faster there), else XLA
+    # (models/backend_tuning.py, item 5).
+    "matmul_library": "auto",
 }
 
 

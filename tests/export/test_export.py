@@ -114,6 +114,21 @@ def test_export_refuses_onednn_matmuls_before_building_them(tiny_checkpoints, mo
         exporter.export_model(tiny.params, config, 5, (image_size, image_size))
 
 
+def test_export_runs_xla_matmuls_where_this_host_would_pick_onednn(tiny_checkpoints, monkeypatch):
+    """A host where "auto" takes oneDNN (bfloat16 on a CPU with AMX): its export is the
+    portable one all the same, with XLA's matmuls and no custom call."""
+    from vit_jax.models import backend_tuning, onednn_matmul
+
+    monkeypatch.setattr(backend_tuning, "auto_matmul_library", lambda dtype: "onednn")
+    tiny = tiny_checkpoints("token")
+    config, image_size = tiny_models.TINY_CONFIGS["token"]
+    config = {**config, "dtype": jnp.bfloat16}  # No matmul_library: the model's "auto".
+    exported = exporter.export_model(tiny.params, config, 5, (image_size, image_size))
+    module = exported.mlir_module()
+    assert onednn_matmul.TARGET not in module
+    assert len(re.findall(r"stablehlo\.dot_general", module)) >= WEIGHT_MATMULS
+
+
 # Weight matmuls of the tiny 'token' model: patch embedding, 2 layers of q/k/v (the last
 # block's query apart), out and 2 MLP, and the head.
 WEIGHT_MATMULS = 1 + 4 + 5 + 1

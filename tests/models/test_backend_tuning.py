@@ -150,6 +150,41 @@ def test_onednn_matmuls_are_never_compiled_for_other_devices(platforms):
         backend_tuning.model_fields_compiled_for(fields, platforms)
 
 
+def test_programs_for_other_devices_run_xla_matmuls_for_auto():
+    """ "auto" (or unset: the model's default) becomes XLA's matmuls, whatever this host picks;
+    the user's "xla" is kept."""
+    fields = {"attention_implementation": "xla", "matmul_outputs": "float32"}
+    for library in ("auto", None):
+        if library is not None:
+            fields["matmul_library"] = library
+        resolved = backend_tuning.model_fields_compiled_for(fields, ["tpu"])
+        assert resolved == {"matmul_library": "xla"}
+    fields["matmul_library"] = "xla"
+    assert backend_tuning.model_fields_compiled_for(fields, ["cpu"]) == {}
+
+
+@pytest.mark.parametrize(
+    "dtype, unavailable, amx, want",
+    [
+        (jnp.bfloat16, None, True, "onednn"),
+        (jnp.bfloat16, None, False, "xla"),  # AVX-512 bf16 without AMX: not measured faster.
+        (jnp.bfloat16, "no g++ on PATH", True, "xla"),  # Not built: XLA, without an error.
+        (jnp.float32, None, True, "xla"),  # float32 was not faster (0.98x).
+        (jnp.float16, None, True, "xla"),
+    ],
+)
+def test_auto_matmul_library_takes_onednn_for_bfloat16_with_amx(
+    monkeypatch, dtype, unavailable, amx, want
+):
+    from vit_jax.models import onednn_matmul
+
+    monkeypatch.setattr(onednn_matmul, "unavailable", lambda dtype: unavailable)
+    monkeypatch.setattr(onednn_matmul, "uses_amx", lambda: amx)
+    assert backend_tuning.auto_matmul_library(dtype) == want
+    monkeypatch.setattr(jax, "default_backend", lambda: "gpu")
+    assert backend_tuning.auto_matmul_library(dtype) == "xla"
+
+
 @pytest.mark.parametrize(
     "platforms, want",
     [

@@ -60,7 +60,8 @@ def test_bfloat16_training_gradient_multiplies_in_bfloat16():
     """Every matmul of a bfloat16 model's forward and backward pass takes bfloat16 operands,
     and the gradients stay close to float32 ones."""
     model32, image_size = tiny.build("token")
-    model16, _ = tiny.build("token", dtype=jnp.bfloat16)
+    # XLA's matmuls, which the HLO shows ("auto" may take oneDNN's custom call on this host).
+    model16, _ = tiny.build("token", dtype=jnp.bfloat16, matmul_library="xla")
     params = tiny.random_params(model32, image_size)
     images = tiny.random_images(image_size)
 
@@ -219,7 +220,7 @@ def test_model_matmul_outputs_reach_every_matmul(classifier, monkeypatch):
     # The CPU's choices ("auto": float32 outputs, the explicit attention core) on any host.
     monkeypatch.setattr(backend_tuning, "for_default_backend", lambda: backend_tuning.CPU)
     model32, image_size = tiny.build(classifier)
-    model16, _ = tiny.build(classifier, dtype=jnp.bfloat16)
+    model16, _ = tiny.build(classifier, dtype=jnp.bfloat16, matmul_library="xla")  # In the HLO.
     params = tiny.random_params(model32, image_size)
     images = tiny.random_images(image_size)
 

@@ -326,20 +326,41 @@ def test_onednn_model_gives_the_xla_ones_values_and_gradients(dtype, outputs):
     _assert_close_to_the_largest(got, want, 1e-5 if dtype == jnp.float32 else 0.03)
 
 
-def test_onednn_model_runs_every_dense_layer_by_onednn():
-    """With XLA's attention core (no custom call of its own), the forward pass holds one
-    custom call per dense layer: the patch embedding, per block the fused projection (the
-    class-token-only last block: query and key-value apart), the output projection and the
-    MLP's two layers, the pre-logits and the head. A layer left on XLA would lower the count."""
-    onednn.require(jnp.float32)
-    model, image_size = tiny.build(
-        "pre_logits", attention_implementation="xla", matmul_library="onednn"
-    )
+def _onednn_calls(dtype=jnp.float32, **fields) -> int:
+    """oneDNN custom calls in the forward pass of the tiny 'pre_logits' model."""
+    model, image_size = tiny.build("pre_logits", dtype=dtype, **fields)
     params = tiny.random_params(model, image_size)
     text = jax.jit(model.apply).lower({"params": params}, tiny.random_images(image_size))
-    layers = tiny.TRANSFORMER["num_layers"]
-    want = 1 + 4 * layers + 1 + 1 + 1  # Patches, blocks, the last block's query, pre-logits, head.
-    assert text.as_text().count(onednn_matmul.TARGET) == want
+    return text.as_text().count(onednn_matmul.TARGET)
+
+
+# The tiny 'pre_logits' model's dense layers: patches, per block the fused projection, the
+# output projection and the MLP's two layers, the last block's query apart, pre-logits, head.
+DENSE_LAYERS = 1 + 4 * tiny.TRANSFORMER["num_layers"] + 1 + 1 + 1
+
+
+def test_onednn_model_runs_every_dense_layer_by_onednn():
+    """With XLA's attention core (no custom call of its own), the forward pass holds one
+    custom call per dense layer. A layer left on XLA would lower the count."""
+    onednn.require(jnp.float32)
+    assert _onednn_calls(attention_implementation="xla", matmul_library="onednn") == DENSE_LAYERS
+
+
+def test_auto_matmul_library_runs_the_library_this_process_picks(monkeypatch):
+    """ "auto" (the default) reaches every dense layer and the explicit attention's products
+    with the library `backend_tuning.auto_matmul_library` picks for the compute dtype."""
+    onednn.require(jnp.bfloat16)
+    picked = []
+    monkeypatch.setattr(
+        backend_tuning, "auto_matmul_library", lambda dtype: picked.append(dtype) or "onednn"
+    )
+    assert _onednn_calls(jnp.bfloat16, attention_implementation="xla") == DENSE_LAYERS
+    assert set(picked) == {jnp.dtype(jnp.bfloat16)}
+    # The explicit core of every block but the class-token-only last one: two more products.
+    explicit = _onednn_calls(jnp.bfloat16, attention_implementation="explicit")
+    assert explicit == DENSE_LAYERS + 2 * (tiny.TRANSFORMER["num_layers"] - 1)
+    monkeypatch.setattr(backend_tuning, "auto_matmul_library", lambda dtype: "xla")
+    assert _onednn_calls(jnp.bfloat16, attention_implementation="explicit") == 0
 
 
 def test_onednn_matmuls_are_refused_where_they_cannot_run(monkeypatch):
@@ -376,7 +397,8 @@ def test_unknown_attention_implementation_is_a_config_error():
 
 
 def test_unknown_matmul_library_is_a_config_error():
-    with pytest.raises(ConfigError, match=r"Unknown matmul_library 'mkl'.*\('xla', 'onednn'\)"):
+    choices = r"\('auto', 'xla', 'onednn'\)"
+    with pytest.raises(ConfigError, match=rf"Unknown matmul_library 'mkl'.*{choices}"):
         models.get_model("ViT-Ti_16", num_classes=10, matmul_library="mkl")
     x = _inputs()
     params = SelfAttention(4).init(jax.random.key(0), x)["params"]

@@ -140,11 +140,22 @@ def test_trainer_default_for_vit_b16_counts_the_float32_mlp_activation(dtype):
     images = jax.ShapeDtypeStruct((1, 224, 224, 3), jnp.float32)
     params = jax.eval_shape(lambda x: model.init(jax.random.key(0), x)["params"], images)
     mlp_dim = model.transformer["mlp_dim"]
-    assert step.default_accum_steps("cpu", 32, params, mlp_dim, dtype) == 8
-    assert step.default_accum_steps("tpu", 32, params, mlp_dim, dtype) == 1
+    assert step.default_accum_steps("cpu", 32, params, mlp_dim, dtype, "xla") == 8
+    assert step.default_accum_steps("tpu", 32, params, mlp_dim, dtype, "xla") == 1
     # oneDNN's matmuls take micro-batches of 16 images (its 40 MiB budget).
     assert step.default_accum_steps("cpu", 32, params, mlp_dim, dtype, "onednn") == 2
     assert step.default_accum_steps("cpu", 8, params, mlp_dim, dtype, "onednn") == 1
+
+
+def test_default_accum_steps_follow_the_library_auto_picks(monkeypatch):
+    """ "auto" (the default) takes the micro-batches of the library it resolves to here."""
+    model = models.get_model("ViT-B_16", num_classes=1000)
+    images = jax.ShapeDtypeStruct((1, 224, 224, 3), jnp.float32)
+    params = jax.eval_shape(lambda x: model.init(jax.random.key(0), x)["params"], images)
+    mlp_dim = model.transformer["mlp_dim"]
+    for library, want in (("xla", 8), ("onednn", 2)):
+        monkeypatch.setattr(backend_tuning, "auto_matmul_library", lambda _, pick=library: pick)
+        assert step.default_accum_steps("cpu", 32, params, mlp_dim, "bfloat16") == want
 
 
 def test_trainer_takes_the_micro_batches_of_its_matmul_library(config, monkeypatch):

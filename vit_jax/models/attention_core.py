@@ -43,9 +43,9 @@ import numpy as np
 from vit_jax.models import onednn_matmul
 from vit_jax.models.matmul import (
     MatmulLibrary,
-    check_library,
     einsum_f32,
     einsum_f32_materialised,
+    resolve_library,
 )
 
 # Who multiplies in `packed_attention`: XLA's dots, or oneDNN's (the model's `matmul_library`).
@@ -87,8 +87,8 @@ def explicit_attention(
 
 def packed_attention(qkv: jax.Array, *, products: Products = "xla") -> jax.Array:
     """Softmax attention of `qkv [B, N, 3, H, K]` (query already scaled) -> `[B, N, H, K]`,
-    its batched products by `products` (see the module)."""
-    check_library(products)
+    its batched products by `products` (see the module; "auto": `resolve_library`)."""
+    products = resolve_library(products, qkv.dtype)
     if products == "xla" and jnp.finfo(qkv.dtype).bits >= 32:
         return explicit_attention(qkv[:, :, 0], qkv[:, :, 1], qkv[:, :, 2], scale=1.0)[0]
     return _attention_with_vjp(products, qkv)

@@ -90,18 +90,23 @@ it gets JAX's own defaults.
    Compiled for other devices (`matmul_outputs_compiled_for`): the targets' choice where they
    all agree (every one a GPU: "compute"), else "float32".
 
-5. The library that runs the matmuls (`matmul_library`, `models.matmul`): "xla" everywhere
-   unless the user asks for "onednn", oneDNN's custom call (`models.onednn_matmul`; CPU only,
-   the `onednn` extra), which runs the dense layers' matmuls (patch embedding, projections, MLP,
-   pre-logits, head; not a hybrid's ResNet stem) and the explicit attention core's six batched
-   products. There is no "auto": it needs an optional build, and was measured on one host only.
+5. The library that runs the matmuls (`matmul_library`, `models.matmul`): "xla", or "onednn",
+   oneDNN's custom call (`models.onednn_matmul`; CPU only, the `onednn` extra), which runs the
+   dense layers' matmuls (patch embedding, projections, MLP, pre-logits, head; not a hybrid's
+   ResNet stem) and the explicit attention core's six batched products.
+   "auto" (the default, `auto_matmul_library`): "onednn" for bfloat16 compute on a CPU where
+   oneDNN runs with AMX and the extra is installed (its first use builds the custom call, once
+   per toolchain, into the user's cache; where the build fails, "auto" is XLA), "xla"
+   otherwise: float32 (not faster below), CPUs without AMX (the AMD EPYC host with AVX-512
+   bf16 was never measured with it), GPUs and TPUs, and any program compiled for other devices
+   or exported (`model_fields_compiled_for`).
    On the Intel Xeon host (AVX-512 bf16, AMX, 2 cores; RESULTS.md, session 30) the trainer's
    bfloat16 step of ViT-B/16 at batch 8 was 1.05-1.23x faster with it (three in-process runs,
    micro-batches of 4 images), and 1.07x / 1.04x of torch eager / `torch.compile` against 0.94x
    / 0.91x with XLA's; in float32 it was not (0.98x), as oneDNN's float32 dense matmuls are no
    faster than XLA's there. With oneDNN running the attention core's products only (session 29)
-   the bfloat16 step was 0.87x and 1.05x. Compiled for other devices or exported: refused
-   (`model_fields_compiled_for`).
+   the bfloat16 step was 0.87x and 1.05x. "onednn" set by the user in a program compiled for
+   other devices or exported: refused (`check_portable`).
 
 Outside this module, one process setting: the command lines `python -m vit_jax.train` and
 `vit_jax.infer` re-execute themselves with glibc's huge pages for XLA:CPU's per-step buffers
@@ -245,6 +250,15 @@ def onednn_unavailable(dtype: Any) -> str | None:
     return onednn_matmul.unavailable(dtype)
 
 
+def auto_matmul_library(dtype: Any) -> Literal["xla", "onednn"]:
+    """The library that `matmul_library="auto"` runs in this process for `dtype` compute
+    (item 5): "onednn" for bfloat16 on a CPU where oneDNN runs with AMX and its custom call is
+    ready (`onednn_unavailable`; a failed build falls back silently), else "xla"."""
+    if jnp.dtype(dtype) != jnp.bfloat16 or onednn_unavailable(dtype) is not None:
+        return "xla"
+    return "onednn" if onednn_matmul.uses_amx() else "xla"
+
+
 def attention_compiled_for(platforms: Sequence[str]) -> Literal["explicit", "xla"]:
     """The attention core that "auto" becomes in a program compiled for `platforms` ('cpu',
     'gpu' or 'cuda', 'tpu', ...) rather than for this process's own devices: the trainer
@@ -276,15 +290,17 @@ def check_portable(matmul_library: str, platforms: Sequence[str]) -> None:
 
 def model_fields_compiled_for(fields: Mapping[str, Any], platforms: Sequence[str]) -> dict:
     """The model fields among `fields` (a model config, or a model's own attributes) that are
-    "auto" and depend on the devices, resolved for a program compiled for `platforms`:
-    `attention_implementation` (`attention_compiled_for`) and `matmul_outputs`
-    (`matmul_outputs_compiled_for`). Fields set to anything else are the user's and kept,
+    "auto" (or missing: the model's default is "auto") and depend on the devices, resolved
+    for a program compiled for `platforms`: `attention_implementation`
+    (`attention_compiled_for`), `matmul_outputs` (`matmul_outputs_compiled_for`) and
+    `matmul_library` ("xla", item 5). Fields set to anything else are the user's and kept,
     except `matmul_library="onednn"`: its custom call exists only in a CPU process that built
     it, so a program compiled for other devices or exported cannot contain it (a ConfigError).
     """
-    check_portable(fields.get("matmul_library", "xla"), platforms)
+    check_portable(fields.get("matmul_library", "auto"), platforms)
     resolved = {
         "attention_implementation": attention_compiled_for(platforms),
         "matmul_outputs": matmul_outputs_compiled_for(platforms),
+        "matmul_library": "xla",
     }
-    return {name: value for name, value in resolved.items() if fields[name] == "auto"}
+    return {name: value for name, value in resolved.items() if fields.get(name, "auto") == "auto"}

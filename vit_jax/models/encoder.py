@@ -43,7 +43,7 @@ class MlpBlock(nn.Module):
     dtype: Dtype = jnp.float32
     dropout_rate: float = 0.0
     matmul_outputs: MatmulOutputs = "auto"  # See `models.matmul`.
-    matmul_library: MatmulLibrary = "xla"  # See `models.matmul`.
+    matmul_library: MatmulLibrary = "auto"  # See `models.matmul`.
 
     @nn.compact
     def __call__(self, x: jax.Array, *, deterministic: bool = True) -> jax.Array:
@@ -90,7 +90,7 @@ class EncoderBlock(nn.Module):
     drop_path_rate: float = 0.0
     attention_implementation: Implementation = "auto"  # See `SelfAttention`.
     matmul_outputs: MatmulOutputs = "auto"  # See `models.matmul`.
-    matmul_library: MatmulLibrary = "xla"  # See `models.matmul`.
+    matmul_library: MatmulLibrary = "auto"  # See `models.matmul`.
 
     @nn.compact
     def __call__(
@@ -163,7 +163,7 @@ class Encoder(nn.Module):
     scan_layers: bool = False
     attention_implementation: Implementation = "auto"
     matmul_outputs: MatmulOutputs = "auto"
-    matmul_library: MatmulLibrary = "xla"
+    matmul_library: MatmulLibrary = "auto"
 
     @nn.compact
     def __call__(

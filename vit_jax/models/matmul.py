@@ -20,10 +20,11 @@ with JAX's own gradient; it is the GPU's choice. `matmul_outputs="auto"` takes t
 backend's (`models.backend_tuning`, item 4; `resolve_outputs`), and `einsum`, `matmul` and
 `dense_dot_general` run the chosen form.
 
-Which library runs the dense layers' matmuls (`matmul_library`): "xla" (the default), or
-"onednn", oneDNN's custom call (`models.onednn_matmul`: CPU only, an optional build; opt-in,
-`models.backend_tuning`, item 5), for `matmul` and `dense_dot_general` in either form of
-outputs. The attention core's products follow the same choice (`models.attention`).
+Which library runs the dense layers' matmuls (`matmul_library`): "xla", or "onednn", oneDNN's
+custom call (`models.onednn_matmul`: CPU only, an optional build), for `matmul` and
+`dense_dot_general` in either form of outputs; "auto" (the default) takes oneDNN where it was
+measured faster and is present, else XLA (`models.backend_tuning`, item 5; `resolve_library`).
+The attention core's products follow the same choice (`models.attention`).
 """
 
 from __future__ import annotations
@@ -39,7 +40,7 @@ from vit_jax.models import backend_tuning, onednn_matmul
 
 MatmulOutputs = Literal["auto", "float32", "compute"]
 MATMUL_OUTPUTS: tuple[MatmulOutputs, ...] = get_args(MatmulOutputs)
-MatmulLibrary = Literal["xla", "onednn"]
+MatmulLibrary = Literal["auto", "xla", "onednn"]
 MATMUL_LIBRARIES: tuple[MatmulLibrary, ...] = get_args(MatmulLibrary)
 
 
@@ -155,8 +156,10 @@ def check_library(library: str, dtype: object | None = None) -> None:
     if library not in MATMUL_LIBRARIES:
         raise ConfigError(
             f"Unknown matmul_library {library!r} (config key model.matmul_library); expected "
-            f"one of {MATMUL_LIBRARIES}: 'xla' runs the matmuls by XLA (the default), 'onednn' "
-            "by oneDNN's custom call (CPU only, the `onednn` extra; models/onednn_matmul.py)."
+            f"one of {MATMUL_LIBRARIES}: 'xla' runs the matmuls by XLA, 'onednn' by oneDNN's "
+            "custom call (CPU only, the `onednn` extra; models/onednn_matmul.py), 'auto' (the "
+            "default) takes oneDNN where it is present and measured faster "
+            "(models/backend_tuning.py, item 5)."
         )
     if library == "onednn" and dtype is not None:
         reason = backend_tuning.onednn_unavailable(dtype)
@@ -171,6 +174,13 @@ def resolve_outputs(outputs: MatmulOutputs) -> Literal["float32", "compute"]:
     """`outputs` with "auto" replaced by the default backend's choice (see the module)."""
     check_outputs(outputs)
     return backend_tuning.for_default_backend().matmul_outputs if outputs == "auto" else outputs
+
+
+def resolve_library(library: MatmulLibrary, dtype: object) -> Literal["xla", "onednn"]:
+    """`library` for matmuls of `dtype` operands, with "auto" replaced by this process's
+    choice (`backend_tuning.auto_matmul_library`)."""
+    check_library(library)
+    return backend_tuning.auto_matmul_library(dtype) if library == "auto" else library
 
 
 def _in_compute_dtype(outputs: MatmulOutputs, *operands: jax.Array) -> bool:
@@ -194,7 +204,7 @@ def matmul(
     """`x [..., I] @ kernel [I, O] -> [..., O]`, returned as `outputs` says (`einsum`), its
     products run by `library` (see the module)."""
     flat = x.reshape(-1, x.shape[-1])  # [T, I]
-    if library == "xla":
+    if resolve_library(library, flat.dtype) == "xla":
         out = einsum("ti,io->to", flat, kernel, outputs)  # [T, O]
     else:
         check_library(library, flat.dtype)
@@ -222,12 +232,13 @@ def dense_dot_general(outputs: MatmulOutputs, library: MatmulLibrary = "xla"):
     """A `dot_general` for `nn.Dense(dot_general=...)` that returns what `outputs` says:
     `dot_general_f32`, or `lax.dot_general` in the operands' dtype (Flax's own) for "compute"
     outputs of low-precision operands; with `library="onednn"`, Dense's contraction runs by
-    oneDNN (`matmul`)."""
+    oneDNN (`matmul`), and with "auto" where `resolve_library` says so."""
     check_outputs(outputs)  # An unknown value fails when the module is traced, not later.
     check_library(library)
 
     def dot_general(lhs, rhs, dimension_numbers, precision=None, preferred_element_type=None):
-        if library != "xla" and _is_dense(lhs, rhs, dimension_numbers, precision):
+        dense = _is_dense(lhs, rhs, dimension_numbers, precision)
+        if dense and resolve_library(library, lhs.dtype) == "onednn":
             return matmul(lhs, rhs, outputs, library)
         if _in_compute_dtype(outputs, lhs, rhs):
             return jax.lax.dot_general(lhs, rhs, dimension_numbers, precision=precision)

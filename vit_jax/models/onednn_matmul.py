@@ -10,7 +10,8 @@ float32 sums). The
 attention's small batched products ([B, H, 197, 64] x [B, H, 64, 197] and the like) ran
 3.3-9.5x faster in bfloat16 and 2.1-3.4x in float32 than XLA's (`python -m
 benchmarks.attention_matmuls`; sessions 28 and 29). Float32 dense matmuls by oneDNN were not
-faster than XLA's. The model uses it only when asked (`models.backend_tuning`, item 5).
+faster than XLA's. The model uses it when asked (`matmul_library="onednn"`), and by default
+for bfloat16 on a CPU with AMX where it can be built (`models.backend_tuning`, item 5).
 
 Optional: it needs g++ and oneDNN's CPU library and headers from PyPI (`onednn-cpu-gomp`,
 `onednn-devel-cpu-gomp`: the `onednn` extra) in this interpreter's prefix, and the system's GNU
@@ -45,6 +46,8 @@ VERSION_HEADER = "oneapi/dnnl/dnnl_version.h"  # Part of the build's cache key.
 DTYPES = (jnp.dtype(jnp.bfloat16), jnp.dtype(jnp.float32))
 # dtype -> whether this CPU has oneDNN's matmul for it; filled by `load()`.
 _supported: dict[jnp.dtype, bool] = {}
+# Whether oneDNN runs with AMX on this CPU; filled by `load()`.
+_uses_amx: list[bool] = []
 
 
 def _cache_dir() -> Path:
@@ -111,6 +114,7 @@ def load() -> str | None:
     )
     for dtype in DTYPES:
         _supported[dtype] = bool(handle.OnednnSupportsMatmul(int(dtype == jnp.bfloat16)))
+    _uses_amx.append(bool(handle.OnednnUsesAmx()))
     return None
 
 
@@ -124,6 +128,12 @@ def unavailable(dtype: object) -> str | None:
     if not _supported[jnp.dtype(dtype)]:
         return f"oneDNN has no {jnp.dtype(dtype)} matmul on this CPU (AVX-512 or AVX2-VNNI-2)"
     return None
+
+
+def uses_amx() -> bool:
+    """Whether the custom call is ready here and oneDNN runs with AMX on this CPU (Intel's
+    matrix tiles: Xeon Sapphire Rapids and later, enabled by the OS)."""
+    return load() is None and _uses_amx[0]
 
 
 def batched_matmul(

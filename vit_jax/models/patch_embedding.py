@@ -57,7 +57,7 @@ class PatchEmbedding(nn.Module):
     patch: tuple[int, int]
     dtype: Dtype = jnp.float32
     matmul_outputs: MatmulOutputs = "auto"
-    matmul_library: MatmulLibrary = "xla"
+    matmul_library: MatmulLibrary = "auto"
 
     @nn.compact
     def __call__(self, images: jax.Array) -> jax.Array:

@@ -145,7 +145,7 @@ def build_model(config: Any, num_classes: int | None) -> VisionTransformer:
     config.setdefault("num_classes", num_classes)
     check_outputs(config.get("matmul_outputs", "auto"))  # Before anything is traced.
     check_implementation(config.get("attention_implementation", "auto"))
-    check_library(config.get("matmul_library", "xla"), config.get("dtype", "float32"))
+    check_library(config.get("matmul_library", "auto"), config.get("dtype", "float32"))
     known = set(VisionTransformer.__dataclass_fields__) - {"parent", "name"}
     unknown = set(config) - known
     if unknown:

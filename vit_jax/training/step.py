@@ -52,11 +52,12 @@ def default_accum_steps(
     params: Any,
     mlp_dim: int,
     dtype: Any,
-    matmul_library: str = "xla",
+    matmul_library: str = "auto",
 ) -> int:
     """`accum_steps` when the config leaves it unset: `platform`'s micro-batches
     (`models.backend_tuning`, item 3) for `images` per device of the model `params` (or their
-    shapes) belong to, computing in `dtype` with `matmul_library`'s matmuls."""
+    shapes) belong to, computing in `dtype` with `matmul_library`'s matmuls ("auto": the
+    library this process picks, `models.matmul.resolve_library`)."""
     # The MLP's hidden activation is float32 also for bfloat16 compute: its matmul accumulates
     # and returns float32 (`models.matmul`, the matmul outputs of the CPU, the only backend
     # that splits batches). Sized by bfloat16's 2 bytes, a ViT-B/16 batch of 32
@@ -66,7 +67,7 @@ def default_accum_steps(
         tokens_per_image=models.micro_batch.num_tokens(params),
         mlp_dim=mlp_dim,
         itemsize=max(jnp.dtype(dtype).itemsize, jnp.dtype(jnp.float32).itemsize),
-        matmul_library=matmul_library,
+        matmul_library=models.matmul.resolve_library(matmul_library, dtype),
     )
 
 

@@ -114,7 +114,7 @@ class Trainer:
                 params=abstract.params,
                 mlp_dim=config.model.transformer.mlp_dim,
                 dtype=config.model.dtype,
-                matmul_library=config.model.get("matmul_library", "xla"),
+                matmul_library=self.model.matmul_library,
             )
         self.batch_sharding = batch_sharding = sharding.batch_sharding(mesh)
         microbatch_sharding = jax.sharding.NamedSharding(

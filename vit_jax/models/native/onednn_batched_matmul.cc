@@ -155,3 +155,11 @@ extern "C" int OnednnSupportsMatmul(int bfloat16) {
     return 0;
   }
 }
+
+// 1 if oneDNN runs on this CPU with AMX (Intel's matrix tiles, Sapphire Rapids and later,
+// enabled by the OS), else 0: where `matmul_library="auto"` takes oneDNN for bfloat16.
+extern "C" int OnednnUsesAmx() {
+  auto isa = static_cast<unsigned>(dnnl::get_effective_cpu_isa());
+  auto amx = static_cast<unsigned>(dnnl::cpu_isa::avx512_core_amx);
+  return (isa & amx) == amx ? 1 : 0;
+}
