@@ -178,8 +178,9 @@ def measure(
         "mode": "train" if train else "forward",
         "dtype": jnp.dtype(dtype).name,
         "batch": batch,
-        "micro_batch": "-" if train else str(_resolved(micro_batch, params)),
+        "micro_batch": "-" if train else str(_resolved(micro_batch, model, params)),
         "accum_steps": accum_steps if train and accum_steps else "-",
+        "matmuls": models.matmul.resolve_library(model.matmul_library, model.dtype),
         "img_s": batch / seconds,
         "img_s_core": batch / seconds / cores,
         "gflop_per_img": flops / batch / 1e9,
@@ -189,8 +190,9 @@ def measure(
     return row, logits
 
 
-def _resolved(micro_batch: models.micro_batch.MicroBatch, params) -> str:
-    size = models.micro_batch_size(models.micro_batch.num_tokens(params), micro_batch)
+def _resolved(micro_batch: models.micro_batch.MicroBatch, model, params) -> str:
+    library = models.matmul.resolve_library(model.matmul_library, model.dtype)
+    size = models.micro_batch_size(models.micro_batch.num_tokens(params), micro_batch, library)
     return "whole" if size is None else f"{size} ({micro_batch})"
 
 

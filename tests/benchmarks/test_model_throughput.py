@@ -32,3 +32,26 @@ def test_forward_train_and_accumulating_rows(capsys):
     assert forward == pytest.approx(forward_matmul_flops("ViT-Ti_16", 32), rel=0.2)
     assert train == pytest.approx(3 * forward, rel=0.2)  # Forward and backward.
     assert accumulating == train  # The same update; XLA would count the loop body once.
+    assert {row["matmuls"] for row in rows} == {"xla"}  # float32: "auto" is XLA's everywhere.
+
+
+@pytest.mark.slow
+def test_flops_of_a_model_with_onednn_matmuls_are_counted_on_xla_ones(capsys, monkeypatch):
+    """XLA's cost analysis cannot see into oneDNN's custom call: a bfloat16 row where "auto"
+    takes oneDNN still reports the model's FLOPs (counted on its XLA twin)."""
+    import jax.numpy as jnp
+
+    from tests.models import onednn
+    from vit_jax.models import backend_tuning
+
+    onednn.require(jnp.bfloat16)
+    monkeypatch.setattr(backend_tuning, "auto_matmul_library", lambda dtype: "onednn")
+    args = ["--models", "ViT-Ti_16", "--batches", "2", "--image_size", "32"]
+    args += ["--dtypes", "bfloat16", "--micro_batch", "none", "--train", "--json"]
+    model_throughput.main(args)
+    forward, train = json.loads(capsys.readouterr().out)["rows"]
+    assert forward["matmuls"] == train["matmuls"] == "onednn"
+    assert forward["gflop_per_img"] * 1e9 == pytest.approx(
+        forward_matmul_flops("ViT-Ti_16", 32), rel=0.2
+    )
+    assert train["gflop_per_img"] == pytest.approx(3 * forward["gflop_per_img"], rel=0.2)

@@ -154,13 +154,12 @@ def test_programs_for_other_devices_run_xla_matmuls_for_auto():
     """ "auto" (or unset: the model's default) becomes XLA's matmuls, whatever this host picks;
     the user's "xla" is kept."""
     fields = {"attention_implementation": "xla", "matmul_outputs": "float32"}
-    for library in ("auto", None):
-        if library is not None:
-            fields["matmul_library"] = library
-        resolved = backend_tuning.model_fields_compiled_for(fields, ["tpu"])
-        assert resolved == {"matmul_library": "xla"}
-    fields["matmul_library"] = "xla"
-    assert backend_tuning.model_fields_compiled_for(fields, ["cpu"]) == {}
+    unset = backend_tuning.model_fields_compiled_for(fields, ["tpu"])
+    assert unset == {"matmul_library": "xla"}
+    auto = backend_tuning.model_fields_compiled_for({**fields, "matmul_library": "auto"}, ["tpu"])
+    assert auto == {"matmul_library": "xla"}
+    kept = backend_tuning.model_fields_compiled_for({**fields, "matmul_library": "xla"}, ["cpu"])
+    assert kept == {}
 
 
 @pytest.mark.parametrize(
@@ -178,9 +177,15 @@ def test_auto_matmul_library_takes_onednn_for_bfloat16_with_amx(
 ):
     from vit_jax.models import onednn_matmul
 
+    monkeypatch.setattr(jax, "default_backend", lambda: "cpu")
+    monkeypatch.setattr(jax, "device_count", lambda: 1)
     monkeypatch.setattr(onednn_matmul, "unavailable", lambda dtype: unavailable)
     monkeypatch.setattr(onednn_matmul, "uses_amx", lambda: amx)
     assert backend_tuning.auto_matmul_library(dtype) == want
+    # Several devices: the custom call has no partitioning rule, so XLA's matmuls.
+    monkeypatch.setattr(jax, "device_count", lambda: 8)
+    assert backend_tuning.auto_matmul_library(dtype) == "xla"
+    monkeypatch.setattr(jax, "device_count", lambda: 1)
     monkeypatch.setattr(jax, "default_backend", lambda: "gpu")
     assert backend_tuning.auto_matmul_library(dtype) == "xla"
 

@@ -103,7 +103,8 @@ def test_bfloat16_matmuls_accumulate_in_float32():
     """bfloat16 compute lowers to bfloat16 x bfloat16 -> float32 matmuls (the fast CPU path),
     not to float32 matmuls on converted operands. (test_numerics.py checks that bfloat16 logits
     agree with float32 ones.)"""
-    model16, size = tiny.build("token", dtype=jnp.bfloat16)
+    # XLA's matmuls, which the HLO shows ("auto" may take oneDNN's custom call on this host).
+    model16, size = tiny.build("token", dtype=jnp.bfloat16, matmul_library="xla")
     params = tiny.random_params(model16, size)
     images = tiny.random_images(size, batch=4)
     hlo = jax.jit(lambda p, x: model16.apply({"params": p}, x)).lower(params, images).as_text()

@@ -39,8 +39,8 @@ def export_model(
 
     `params` is the model's nested tree. With `params_as_input`, the function takes the flat
     `{'/'-joined key: array}` dict first, else the weights are constants of the module. The
-    "auto" attention and matmul outputs become choices for `platforms`, whatever this host is
-    (`backend_tuning.attention_compiled_for`, `matmul_outputs_compiled_for`).
+    "auto" attention, matmul outputs and matmul library become choices for `platforms`,
+    whatever this host is (`backend_tuning.model_fields_compiled_for`).
     """
     from vit_jax.checkpoint import layout
     from vit_jax.models import backend_tuning, build_model

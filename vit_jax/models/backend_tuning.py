@@ -44,6 +44,11 @@ it gets JAX's own defaults.
    at 224 px overflows the L3 (77 MB of MLP activations per layer): its forward pass ran at
    66.8% of the matmul peak, micro-batches of 4 at 88.2% (1.32x; ViT-Ti/16 60.4% -> 71.5%,
    1.18x). The best micro-batches were 4-8 images at 224 px and 1-2 at 384 px.
+   With oneDNN's matmuls (item 5) the CPU's micro-batches hold `ONEDNN_TOKENS_PER_MICRO_BATCH`
+   = 3200 tokens (16 images at 224 px): as in training (item 3), oneDNN gains from more rows
+   per call. bfloat16 ViT-B/16 on the Intel host, forward against oneDNN's own 4-image
+   micro-batches: batch 8 in one piece 1.10x (session 31's torch_compare run), batch 32 in
+   16 images 1.10x (one in-process run, session 31), in one piece 1.23x (session 30).
    TPU and GPU: whole batches.
 
 3. Training micro-batches (`config.accum_steps` left unset: the trainer's gradient
@@ -65,7 +70,7 @@ it gets JAX's own defaults.
    bfloat16 2.41) and one piece slowest (1.22 and 2.07). Measured for ViT-B/16 at 224 px
    only; other shapes follow the same byte budget unmeasured (B/16 at 384 px: 1 image, L/16
    at 224 px: 3).
-   With `matmul_library="onednn"` (item 5) the CPU's budget is
+   With oneDNN's matmuls (item 5: "onednn", or "auto" where it picks oneDNN) the CPU's budget is
    `ONEDNN_TRAIN_ACTIVATION_BYTES` = 40 MiB (ViT-B/16 at 224 px: 16 images): oneDNN's matmuls
    gain from more rows per call where XLA's lose. bfloat16 on the Intel host (RESULTS.md,
    session 30), against micro-batches of 4 images in the same process: batch 8 in one piece
@@ -94,12 +99,15 @@ it gets JAX's own defaults.
    oneDNN's custom call (`models.onednn_matmul`; CPU only, the `onednn` extra), which runs the
    dense layers' matmuls (patch embedding, projections, MLP, pre-logits, head; not a hybrid's
    ResNet stem) and the explicit attention core's six batched products.
-   "auto" (the default, `auto_matmul_library`): "onednn" for bfloat16 compute on a CPU where
-   oneDNN runs with AMX and the extra is installed (its first use builds the custom call, once
-   per toolchain, into the user's cache; where the build fails, "auto" is XLA), "xla"
-   otherwise: float32 (not faster below), CPUs without AMX (the AMD EPYC host with AVX-512
-   bf16 was never measured with it), GPUs and TPUs, and any program compiled for other devices
-   or exported (`model_fields_compiled_for`).
+   "auto" (the default, `auto_matmul_library`): "onednn" for bfloat16 compute in a process
+   with one CPU device (JAX's default on CPU), where oneDNN runs with AMX and the extra is
+   installed (its first use builds the custom call, once per toolchain, into the user's cache;
+   where the build fails, "auto" is XLA). "xla" otherwise: float32 (not faster, below); CPUs
+   without AMX (the AMD EPYC host with AVX-512 bf16 was never measured with it); processes
+   with several devices (a multi-process CPU run, forced host devices), since the custom call
+   has no partitioning rule and XLA would gather its operands onto every device, each then
+   multiplying the whole batch; GPUs and TPUs; and any program compiled for other devices or
+   exported (`model_fields_compiled_for`).
    On the Intel Xeon host (AVX-512 bf16, AMX, 2 cores; RESULTS.md, session 30) the trainer's
    bfloat16 step of ViT-B/16 at batch 8 was 1.05-1.23x faster with it (three in-process runs,
    micro-batches of 4 images), and 1.07x / 1.04x of torch eager / `torch.compile` against 0.94x
@@ -128,6 +136,8 @@ from vit_jax.models import onednn_matmul
 
 # Tokens per micro-batch of CPU inference; see item 2 above.
 TOKENS_PER_MICRO_BATCH = 800
+# The same with oneDNN's matmuls (item 5); item 2.
+ONEDNN_TOKENS_PER_MICRO_BATCH = 4 * TOKENS_PER_MICRO_BATCH
 # Bytes of one layer's MLP activation per training micro-batch and device on CPU; item 3.
 TRAIN_ACTIVATION_BYTES = 10 * 2**20
 # The same with oneDNN's matmuls (`matmul_library="onednn"`); item 3.
@@ -148,17 +158,33 @@ class BackendChoices:
     # What a low-precision model's matmuls return: "float32", or "compute" (its dtype); item 4.
     matmul_outputs: Literal["float32", "compute"]
 
+    def inference_micro_batch_tokens(
+        self, matmul_library: Literal["xla", "onednn"] = "xla"
+    ) -> int | None:
+        """Tokens per micro-batch of inference, or None for whole batches (item 2); with
+        oneDNN's matmuls (the resolved library), `ONEDNN_TOKENS_PER_MICRO_BATCH`."""
+        if self.micro_batch_tokens is None:
+            return None
+        if matmul_library == "onednn":
+            return ONEDNN_TOKENS_PER_MICRO_BATCH
+        return self.micro_batch_tokens
+
     def train_accum_steps(
         self,
         images: int,
         tokens_per_image: int,
         mlp_dim: int,
         itemsize: int,
-        matmul_library: str = "xla",
+        matmul_library: Literal["xla", "onednn"] = "xla",
     ) -> int:
         """Micro-batches per training step for `images` per device: the fewest that divide it
         and keep each micro-batch's MLP activation within `train_activation_bytes` (with
-        oneDNN's matmuls, `ONEDNN_TRAIN_ACTIVATION_BYTES`; item 3)."""
+        oneDNN's matmuls, `ONEDNN_TRAIN_ACTIVATION_BYTES`; item 3). `matmul_library` is the
+        resolved library, not "auto" (`models.matmul.resolve_library`)."""
+        if matmul_library not in ("xla", "onednn"):
+            raise ValueError(
+                f"want a resolved matmul_library, 'xla' or 'onednn'; got {matmul_library!r}"
+            )
         if self.train_activation_bytes is None:
             return 1
         budget = self.train_activation_bytes
@@ -252,9 +278,12 @@ def onednn_unavailable(dtype: Any) -> str | None:
 
 def auto_matmul_library(dtype: Any) -> Literal["xla", "onednn"]:
     """The library that `matmul_library="auto"` runs in this process for `dtype` compute
-    (item 5): "onednn" for bfloat16 on a CPU where oneDNN runs with AMX and its custom call is
-    ready (`onednn_unavailable`; a failed build falls back silently), else "xla"."""
-    if jnp.dtype(dtype) != jnp.bfloat16 or onednn_unavailable(dtype) is not None:
+    (item 5): "onednn" for bfloat16 in a process with one CPU device, where oneDNN runs with
+    AMX and its custom call is ready (`onednn_unavailable`; a failed build falls back
+    silently), else "xla"."""
+    if jnp.dtype(dtype) != jnp.bfloat16 or jax.device_count() > 1:
+        return "xla"  # The custom call has no partitioning rule: see item 5.
+    if onednn_unavailable(dtype) is not None:
         return "xla"
     return "onednn" if onednn_matmul.uses_amx() else "xla"
 

@@ -3,8 +3,8 @@
 A CPU runs a ViT forward pass fastest when one pass's activations stay in its caches; a whole
 ViT-B/16 batch of 32 at 224 pixels does not. `micro_batched_apply` therefore runs the batch as
 a loop (`lax.map`) over micro-batches, compiling the model once. How many tokens a micro-batch
-holds on each backend ("auto": about 800 on CPU, whole batches on GPU and TPU), and the
-measurements behind it, are in `vit_jax.models.backend_tuning`.
+holds on each backend ("auto": about 800 on CPU, 3200 with oneDNN's matmuls, whole batches on
+GPU and TPU), and the measurements behind it, are in `vit_jax.models.backend_tuning`.
 
 It is for inference (no dropout, no gradients: under `jax.grad` the loop is slower). With the
 batch split over `data_shards` devices, each micro-batch takes the same number of images from
@@ -21,6 +21,7 @@ import jax
 import jax.numpy as jnp
 
 from vit_jax.models import backend_tuning
+from vit_jax.models.matmul import resolve_library
 
 MicroBatch = int | Literal["auto"] | None
 
@@ -36,15 +37,21 @@ def num_tokens(params: Mapping[str, Any]) -> int:
         ) from None
 
 
-def micro_batch_size(tokens_per_image: int, micro_batch: MicroBatch = "auto") -> int | None:
+def micro_batch_size(
+    tokens_per_image: int,
+    micro_batch: MicroBatch = "auto",
+    matmul_library: Literal["xla", "onednn"] = "xla",
+) -> int | None:
     """Images per micro-batch, or None for whole batches.
 
-    "auto": the default backend's `micro_batch_tokens // tokens_per_image` images (at least
-    1), or None where it runs whole batches (`backend_tuning`: 800 tokens on CPU, whole
-    batches on GPU and TPU). An int is used as given; None or 0 turns micro-batching off.
+    "auto": the default backend's tokens per micro-batch for the model's resolved
+    `matmul_library`, divided by `tokens_per_image` (at least 1 image), or None where it runs
+    whole batches (`backend_tuning`, item 2: on CPU 800 tokens, 3200 with oneDNN's matmuls;
+    whole batches on GPU and TPU). An int is used as given; None or 0 turns micro-batching off.
     """
     if micro_batch == "auto":
-        tokens = backend_tuning.for_default_backend().micro_batch_tokens
+        choices = backend_tuning.for_default_backend()
+        tokens = choices.inference_micro_batch_tokens(matmul_library)
         if tokens is None:
             return None
         return max(1, tokens // max(tokens_per_image, 1))
@@ -84,7 +91,10 @@ def micro_batched_apply(
     `data_shards`: devices the batch is split over (their count along the batch dimension).
     """
     apply = lambda x: model.apply({"params": params}, x, train=False)
-    size = micro_batch_size(num_tokens(params), micro_batch)
+    library = resolve_library(
+        getattr(model, "matmul_library", "xla"), getattr(model, "dtype", jnp.float32)
+    )
+    size = micro_batch_size(num_tokens(params), micro_batch, library)
     batch = images.shape[0]
     chunks = 1 if size is None else _num_chunks(batch, data_shards, size)
     if chunks == 1:

@@ -34,9 +34,8 @@ def model_from_config(
 
     `platform` ('cpu', 'gpu', 'tpu'): the devices the model will run on, when they are not
     this process's default backend (a TPU program compiled ahead of time on a CPU host); the
-    'auto' attention and matmul outputs then become choices that need no device to inspect
-    (`models.backend_tuning.attention_compiled_for`, `matmul_outputs_compiled_for`), not the
-    host's.
+    'auto' attention, matmul outputs and matmul library then become choices that need no device
+    to inspect (`models.backend_tuning.model_fields_compiled_for`), not the host's.
     """
     fields = model_config.to_dict()
     fields["dtype"] = jnp.dtype(fields["dtype"])
