@@ -173,14 +173,15 @@ def measure(
         seconds = common.time_call(lambda: forward(params, images))
         logits = np.asarray(forward(params, images), np.float32)
     gflops = flops / seconds / 1e9
+    library = models.matmul.resolve_library(model.matmul_library, model.dtype)
     row = {
         "model": name,
         "mode": "train" if train else "forward",
         "dtype": jnp.dtype(dtype).name,
         "batch": batch,
-        "micro_batch": "-" if train else str(_resolved(micro_batch, model, params)),
+        "micro_batch": "-" if train else str(_resolved(micro_batch, library, params)),
         "accum_steps": accum_steps if train and accum_steps else "-",
-        "matmuls": models.matmul.resolve_library(model.matmul_library, model.dtype),
+        "matmuls": library,
         "img_s": batch / seconds,
         "img_s_core": batch / seconds / cores,
         "gflop_per_img": flops / batch / 1e9,
@@ -190,8 +191,7 @@ def measure(
     return row, logits
 
 
-def _resolved(micro_batch: models.micro_batch.MicroBatch, model, params) -> str:
-    library = models.matmul.resolve_library(model.matmul_library, model.dtype)
+def _resolved(micro_batch: models.micro_batch.MicroBatch, library: str, params) -> str:
     size = models.micro_batch_size(models.micro_batch.num_tokens(params), micro_batch, library)
     return "whole" if size is None else f"{size} ({micro_batch})"
 

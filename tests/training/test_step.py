@@ -131,15 +131,20 @@ def test_bfloat16_compute_with_remat_and_adamw(config):
     assert all(leaf.dtype == jax.numpy.bfloat16 for leaf in jax.tree.leaves(mu))
 
 
+def _vit_b16_shapes():
+    """ViT-B/16's parameter shapes at 224 px, and its mlp_dim."""
+    model = models.get_model("ViT-B_16", num_classes=1000)
+    images = jax.ShapeDtypeStruct((1, 224, 224, 3), jnp.float32)
+    params = jax.eval_shape(lambda x: model.init(jax.random.key(0), x)["params"], images)
+    return params, model.transformer["mlp_dim"]
+
+
 @pytest.mark.parametrize("dtype", ["float32", "bfloat16"])
 def test_trainer_default_for_vit_b16_counts_the_float32_mlp_activation(dtype):
     """Item 3: the MLP activation is float32 whatever the compute dtype, so ViT-B/16 at 224 px
     trains in micro-batches of 4 images in float32 and bfloat16 alike (8 micro-batches at
     batch 32)."""
-    model = models.get_model("ViT-B_16", num_classes=1000)
-    images = jax.ShapeDtypeStruct((1, 224, 224, 3), jnp.float32)
-    params = jax.eval_shape(lambda x: model.init(jax.random.key(0), x)["params"], images)
-    mlp_dim = model.transformer["mlp_dim"]
+    params, mlp_dim = _vit_b16_shapes()
     assert step.default_accum_steps("cpu", 32, params, mlp_dim, dtype, "xla") == 8
     assert step.default_accum_steps("tpu", 32, params, mlp_dim, dtype, "xla") == 1
     # oneDNN's matmuls take micro-batches of 16 images (its 40 MiB budget).
@@ -149,10 +154,7 @@ def test_trainer_default_for_vit_b16_counts_the_float32_mlp_activation(dtype):
 
 def test_default_accum_steps_follow_the_library_auto_picks(monkeypatch):
     """ "auto" (the default) takes the micro-batches of the library it resolves to here."""
-    model = models.get_model("ViT-B_16", num_classes=1000)
-    images = jax.ShapeDtypeStruct((1, 224, 224, 3), jnp.float32)
-    params = jax.eval_shape(lambda x: model.init(jax.random.key(0), x)["params"], images)
-    mlp_dim = model.transformer["mlp_dim"]
+    params, mlp_dim = _vit_b16_shapes()
     for library, want in (("xla", 8), ("onednn", 2)):
         monkeypatch.setattr(backend_tuning, "auto_matmul_library", lambda _, pick=library: pick)
         assert step.default_accum_steps("cpu", 32, params, mlp_dim, "bfloat16") == want

@@ -237,9 +237,10 @@ def dense_dot_general(outputs: MatmulOutputs, library: MatmulLibrary = "xla"):
     check_library(library)
 
     def dot_general(lhs, rhs, dimension_numbers, precision=None, preferred_element_type=None):
-        dense = _is_dense(lhs, rhs, dimension_numbers, precision)
-        if dense and resolve_library(library, lhs.dtype) == "onednn":
-            return matmul(lhs, rhs, outputs, library)
+        if _is_dense(lhs, rhs, dimension_numbers, precision):
+            resolved = resolve_library(library, lhs.dtype)
+            if resolved == "onednn":
+                return matmul(lhs, rhs, outputs, resolved)
         if _in_compute_dtype(outputs, lhs, rhs):
             return jax.lax.dot_general(lhs, rhs, dimension_numbers, precision=precision)
         return dot_general_f32(lhs, rhs, dimension_numbers, precision, preferred_element_type)

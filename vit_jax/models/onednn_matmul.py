@@ -46,8 +46,8 @@ VERSION_HEADER = "oneapi/dnnl/dnnl_version.h"  # Part of the build's cache key.
 DTYPES = (jnp.dtype(jnp.bfloat16), jnp.dtype(jnp.float32))
 # dtype -> whether this CPU has oneDNN's matmul for it; filled by `load()`.
 _supported: dict[jnp.dtype, bool] = {}
-# Whether oneDNN runs with AMX on this CPU; filled by `load()`.
-_uses_amx: list[bool] = []
+# Whether oneDNN runs with AMX on this CPU; set by `load()`.
+_uses_amx = False
 
 
 def _cache_dir() -> Path:
@@ -93,6 +93,7 @@ def _build(compiler: str, include: Path, lib: Path) -> tuple[Path | None, str | 
 def load() -> str | None:
     """Builds (once per source and toolchain), loads and registers the custom call in this
     process. Returns None when it is ready, else why it is not (never raises)."""
+    global _uses_amx
     compiler = shutil.which("g++")
     include, lib = Path(sys.prefix) / "include", Path(sys.prefix) / "lib"
     if compiler is None:
@@ -114,7 +115,7 @@ def load() -> str | None:
     )
     for dtype in DTYPES:
         _supported[dtype] = bool(handle.OnednnSupportsMatmul(int(dtype == jnp.bfloat16)))
-    _uses_amx.append(bool(handle.OnednnUsesAmx()))
+    _uses_amx = bool(handle.OnednnUsesAmx())
     return None
 
 
@@ -133,7 +134,7 @@ def unavailable(dtype: object) -> str | None:
 def uses_amx() -> bool:
     """Whether the custom call is ready here and oneDNN runs with AMX on this CPU (Intel's
     matrix tiles: Xeon Sapphire Rapids and later, enabled by the OS)."""
-    return load() is None and _uses_amx[0]
+    return load() is None and _uses_amx
 
 
 def batched_matmul(
