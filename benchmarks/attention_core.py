@@ -75,7 +75,7 @@ def measure(shape, dtype: str, repeats: int) -> dict:
         "explicit": _gradient_fn(_explicit, cotangent),
         "packed": _gradient_fn(packed_attention, cotangent),
     }
-    if backend_tuning.onednn_unavailable(dtype) is None:
+    if backend_tuning.custom_call_unavailable("onednn", dtype) is None:
         core = lambda x: packed_attention(x, products="onednn")
         variants["onednn"] = _gradient_fn(core, cotangent)
     grads = {name: np.asarray(fn(qkv), np.float32) for name, fn in variants.items()}
@@ -109,7 +109,9 @@ def main(argv=None) -> None:
     args = parser.parse_args(argv)
     shape = (args.batch, args.tokens, 3, args.heads, args.head_dim)
     rows = [measure(shape, dtype, args.repeats) for dtype in args.dtypes]
-    onednn = {d: backend_tuning.onednn_unavailable(d) or "built" for d in args.dtypes}
+    onednn = {
+        d: backend_tuning.custom_call_unavailable("onednn", d) or "built" for d in args.dtypes
+    }
     common.report(rows, as_json=args.json, header={"qkv_shape": list(shape), "onednn": onednn})
 
 

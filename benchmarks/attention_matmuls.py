@@ -40,7 +40,7 @@ import numpy as np
 
 from benchmarks import common
 from vit_jax.models import backend_tuning, onednn_matmul
-from vit_jax.models.attention_core import ONEDNN_LAYOUTS
+from vit_jax.models.attention_core import CUSTOM_CALL_LAYOUTS
 from vit_jax.models.matmul import einsum_f32, einsum_f32_materialised
 
 # name -> (einsum over [B, H, ., .] operands, operand shapes given tokens n and head dim k).
@@ -93,14 +93,14 @@ def _onednn_product(
 ) -> tuple[float, np.ndarray] | None:
     """(median seconds, float32 result) of the same product through oneDNN's batched matmul,
     called from a jitted program; None where it is unavailable."""
-    if backend_tuning.onednn_unavailable(lhs.dtype) is not None:
+    if backend_tuning.custom_call_unavailable("onednn", lhs.dtype) is not None:
         return None
 
     def product(a: jax.Array, b: jax.Array) -> jax.Array:
         if name == DENSE:  # [B * N, H * K] x [H * K, 4 * H * K], given a unit batch axis.
             return onednn_matmul.batched_matmul(a[None], b[None])[0]
         # [B, H, ., .] operands in the attention core's layouts.
-        lhs_t, rhs_t = ONEDNN_LAYOUTS[FORMS[name][0]]
+        lhs_t, rhs_t = CUSTOM_CALL_LAYOUTS[FORMS[name][0]]
         return onednn_matmul.batched_matmul(a, b, lhs_transposed=lhs_t, rhs_transposed=rhs_t)
 
     fn = jax.jit(product)
@@ -174,7 +174,9 @@ def main(argv=None) -> None:
         for name in (*FORMS, DENSE)
     ]
     # Only the first line of a reason: a failed build's compiler output would break the header.
-    reasons = {d: backend_tuning.onednn_unavailable(d) or "built" for d in args.dtypes}
+    reasons = {
+        d: backend_tuning.custom_call_unavailable("onednn", d) or "built" for d in args.dtypes
+    }
     for reason in {r for r in reasons.values() if "\n" in r}:
         print(reason, file=sys.stderr)
     onednn = {d: reason.splitlines()[0] for d, reason in reasons.items()}

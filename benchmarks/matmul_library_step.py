@@ -1,11 +1,13 @@
 """The trainer's step with each matmul library, side by side in one process.
 
     python -m benchmarks.matmul_library_step [--model ViT-B_16] [--batch 8]
-        [--dtype bfloat16] [--libraries xla onednn] [--attention auto] [--rounds 4] [--json]
+        [--dtype bfloat16] [--libraries xla onednn openblas] [--attention auto] [--rounds 4]
+        [--json]
 
-For each library (`models.matmul`, `matmul_library`: "xla", or "onednn", oneDNN's custom call
-for the dense layers and the explicit attention core's products; "auto", the default's pick, may
-be added; "onednn" is left out, with the reason in the header, where it cannot run) the model is
+For each library (`models.matmul`, `matmul_library`: "xla", or a CPU custom call for the dense
+layers and the explicit attention core's products, "onednn" (bfloat16 or float32) or
+"openblas" (float32); "auto", the default's pick, may be added; a custom call is left out,
+with the reason in the header, where it cannot run for `--dtype`) the model is
 built with the attention implementation `--attention`, its trainer step compiled at the
 trainer's defaults (`benchmarks.model_throughput.default_accum_steps`), and the first two losses
 printed: they must track each other. The steps are then timed round-robin
@@ -50,7 +52,7 @@ def main(argv=None) -> None:
     parser.add_argument("--image_size", type=int, default=224)
     parser.add_argument("--dtype", choices=["float32", "bfloat16"], default="bfloat16")
     parser.add_argument(
-        "--libraries", nargs="+", choices=MATMUL_LIBRARIES, default=["xla", "onednn"]
+        "--libraries", nargs="+", choices=MATMUL_LIBRARIES, default=["xla", "onednn", "openblas"]
     )
     parser.add_argument("--attention", default="auto", help="model.attention_implementation")
     parser.add_argument("--rounds", type=int, default=4)
@@ -58,10 +60,15 @@ def main(argv=None) -> None:
     args = parser.parse_args(argv)
 
     images, labels = random_batch(args.batch, args.image_size)
-    onednn = backend_tuning.onednn_unavailable(args.dtype) or "built"
-    libraries = [name for name in args.libraries if name != "onednn" or onednn == "built"]
+    # Each custom call asked for: "built", or why it cannot run here for the dtype.
+    builds = {
+        name: backend_tuning.custom_call_unavailable(name, args.dtype) or "built"
+        for name in args.libraries
+        if name in backend_tuning.CUSTOM_CALLS
+    }
+    libraries = [name for name in args.libraries if builds.get(name, "built") == "built"]
     if not libraries:
-        raise SystemExit(f"oneDNN cannot run here ({onednn}); add xla to --libraries")
+        raise SystemExit(f"no library asked for can run here ({builds}); add xla to --libraries")
     runners, losses, accums = {}, {}, {}
     for library in libraries:
         model = models.get_model(
@@ -111,7 +118,7 @@ def main(argv=None) -> None:
         "dtype": args.dtype,
         "attention": args.attention,
         "rounds": args.rounds,
-        "onednn": onednn,
+        **builds,
     }
     common.report(rows, as_json=args.json, header=header)
 

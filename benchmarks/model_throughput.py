@@ -68,7 +68,7 @@ def train_step_fn(model):
 def time_train_step(model, params, images, labels) -> tuple[float, float]:
     """(median seconds, XLA FLOPs) of `train_step_fn(model)`, the parameters updated each call."""
     # Compiled once, for the FLOP count and every timed call (a big model compiles slowly),
-    # unless oneDNN runs the matmuls: then counted on XLA's (`common.with_xla_matmuls`).
+    # unless a custom call runs the matmuls: then counted on XLA's (`common.with_xla_matmuls`).
     step = train_step_fn(model).lower(params, images, labels).compile()
     if models.matmul.resolve_library(model.matmul_library, model.dtype) == "xla":
         flops = common.flops_of(step)

@@ -10,8 +10,10 @@ step on softmax cross-entropy. Ours is the trainer's own step at its defaults
 `models/backend_tuning.py`), with the plain step (`model.apply` under `jax.grad`) beside it.
 `--dtype bfloat16`: our bfloat16 compute (float32 parameters) against torch's CPU autocast to
 bfloat16. `--matmul_library` is the model's (`models.matmul`): "auto", the default, takes
-oneDNN's custom call (the library torch's CPU matmuls use; the `onednn` extra) for bfloat16 on
-a CPU with AMX, XLA's otherwise; "xla" or "onednn" forces one. Needs the `torch` extra.
+oneDNN's custom call (the library torch's CPU bfloat16 matmuls use; the `onednn` extra) for
+bfloat16 on a CPU with AMX, OpenBLAS's (the `openblas` extra) for float32 on a CPU whose
+OpenBLAS runs its AVX-512 kernels, XLA's otherwise; "xla", "onednn" or "openblas" forces one.
+Needs the `torch` extra.
 
 Each side runs in the environment its users get. Ours re-executes itself first with glibc's
 huge-page tunable, as `python -m vit_jax.train` does (vit_jax/cli/huge_pages.py;
@@ -273,7 +275,7 @@ def main(argv=None) -> None:
         return
     ours, trainer_step = jax_row(*shape, args.dtype, args.repeats, args.matmul_library)
     resolved = resolve_library(args.matmul_library, jnp.dtype(args.dtype))
-    library = "XLA" if resolved == "xla" else "oneDNN matmuls"
+    library = {"xla": "XLA", "onednn": "oneDNN matmuls", "openblas": "OpenBLAS matmuls"}[resolved]
     ours_name = f"vit_jax ({library}), trainer step, accum_steps {ours['accum_steps']}"
     children = {}
     try:

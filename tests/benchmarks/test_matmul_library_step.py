@@ -1,5 +1,6 @@
-"""benchmarks/matmul_library_step.py: one row per matmul library that runs here, the ratios'
-arithmetic, and the same first losses (not the speed)."""
+"""benchmarks/matmul_library_step.py: one row per matmul library that runs here (each custom
+call's build state in the header), the ratios' arithmetic, and the same first losses (not the
+speed)."""
 
 from __future__ import annotations
 
@@ -9,18 +10,19 @@ import jax
 import pytest
 
 from benchmarks import matmul_library_step
-from tests.models import onednn
+from tests.models import custom_calls
 
 
 @pytest.mark.slow  # CI runs it; `-m "not slow"` skips it in the inner loop.
 def test_rows_ratios_and_losses(capsys):
     args = ["--model", "ViT-Ti_16", "--batch", "2", "--image_size", "32", "--dtype", "float32"]
-    args += ["--libraries", "xla", "onednn", "--rounds", "1", "--json"]
+    args += ["--libraries", "xla", "onednn", "openblas", "--rounds", "1", "--json"]
     matmul_library_step.main(args)
     report = json.loads(capsys.readouterr().out)
-    if onednn.installed() and jax.default_backend() == "cpu":  # It must have run here.
-        assert report["onednn"] == "built"
-    names = ["xla", "onednn"] if report["onednn"] == "built" else ["xla"]
+    for library in ("onednn", "openblas"):
+        if custom_calls.installed(library) and jax.default_backend() == "cpu":  # Must run here.
+            assert report[library] == "built"
+    names = ["xla"] + [name for name in ("onednn", "openblas") if report[name] == "built"]
     rows = report["rows"]
     assert [row["library"] for row in rows] == names
     first = rows[0]["step_s"]

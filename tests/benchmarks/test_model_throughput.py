@@ -41,10 +41,10 @@ def test_flops_of_a_model_with_onednn_matmuls_are_counted_on_xla_ones(capsys, mo
     takes oneDNN still reports the model's FLOPs (counted on its XLA twin)."""
     import jax.numpy as jnp
 
-    from tests.models import onednn
+    from tests.models import custom_calls
     from vit_jax.models import backend_tuning
 
-    onednn.require(jnp.bfloat16)
+    custom_calls.require(jnp.bfloat16)
     monkeypatch.setattr(backend_tuning, "auto_matmul_library", lambda dtype: "onednn")
     args = ["--models", "ViT-Ti_16", "--batches", "2", "--image_size", "32"]
     args += ["--dtypes", "bfloat16", "--micro_batch", "none", "--train", "--json"]

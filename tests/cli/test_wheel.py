@@ -46,10 +46,15 @@ def test_wheel_ships_each_config_once(wheel):
     assert "vit_jax/train.py" in names
 
 
-def test_wheel_ships_the_onednn_source(wheel):
-    # The oneDNN custom call is built on the user's machine from this file.
+def test_wheel_ships_the_native_sources(wheel):
+    # The CPU custom calls are built on the user's machine from these files.
     names = zipfile.ZipFile(wheel).namelist()
-    assert "vit_jax/models/native/onednn_batched_matmul.cc" in names
+    for source in (
+        "onednn_batched_matmul.cc",
+        "openblas_batched_matmul.cc",
+        "batched_matmul_shapes.h",
+    ):
+        assert f"vit_jax/models/native/{source}" in names
 
 
 @pytest.mark.slow  # CI runs it; `-m "not slow"` skips it in the inner loop.

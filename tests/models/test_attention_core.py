@@ -9,7 +9,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from tests.models import onednn
+from tests.models import custom_calls
 from vit_jax.models.attention_core import explicit_attention, packed_attention
 
 SHAPE = (2, 9, 3, 4, 8)  # [B, N, 3, H, K]
@@ -72,7 +72,7 @@ def test_onednn_products_give_the_xla_products_values_and_gradient(dtype):
     """The same VJP with its six products by oneDNN: the values and gradient of XLA's products
     within one rounding of the compute dtype (float32: the explicit attention's, JAX's own
     gradient). Under `jax.jit`, as the custom call only lowers there."""
-    onednn.require(dtype)
+    custom_calls.require(dtype)
     qkv, cotangent = (x.astype(dtype) for x in _inputs())
     xla = lambda x: packed_attention(x, products="xla")
     ours = lambda x: packed_attention(x, products="onednn")

@@ -46,12 +46,14 @@ def test_cpu_training_splits_batches_whose_activations_overflow_the_budget(shape
     assert images % choice == 0
 
 
-def test_cpu_training_with_onednn_matmuls_takes_larger_micro_batches():
-    """oneDNN's matmuls gain from more rows per call: a 40 MiB budget, 16 ViT-B/16 images."""
+@pytest.mark.parametrize("library", ["onednn", "openblas"])
+def test_cpu_training_with_custom_call_matmuls_takes_larger_micro_batches(library):
+    """The custom calls' matmuls gain from more rows per call: a 40 MiB budget, 16 ViT-B/16
+    images."""
     cpu = backend_tuning.CPU
     assert cpu.train_accum_steps(32, *B16_224, 4) == 8
-    assert cpu.train_accum_steps(32, *B16_224, 4, matmul_library="onednn") == 2
-    assert cpu.train_accum_steps(8, *B16_224, 4, matmul_library="onednn") == 1
+    assert cpu.train_accum_steps(32, *B16_224, 4, matmul_library=library) == 2
+    assert cpu.train_accum_steps(8, *B16_224, 4, matmul_library=library) == 1
 
 
 @pytest.mark.parametrize("platform", ["tpu", "gpu"])
@@ -137,16 +139,17 @@ def test_programs_for_other_devices_compile_a_portable_attention(platforms, want
     assert backend_tuning.attention_compiled_for(platforms) == want
 
 
+@pytest.mark.parametrize("library", ["onednn", "openblas"])
 @pytest.mark.parametrize("platforms", [["cpu"], ["tpu"], ["cpu", "cuda"]])
-def test_onednn_matmuls_are_never_compiled_for_other_devices(platforms):
-    """Its custom call exists only in the CPU process that built it: a plan or an export with
-    it is refused by name, before anything is lowered."""
+def test_custom_call_matmuls_are_never_compiled_for_other_devices(library, platforms):
+    """A custom call exists only in the CPU process that built it: a plan or an export with
+    one is refused by name, before anything is lowered."""
     fields = {
         "attention_implementation": "auto",
         "matmul_outputs": "auto",
-        "matmul_library": "onednn",
+        "matmul_library": library,
     }
-    with pytest.raises(ConfigError, match=r"'onednn'.*cannot be compiled for"):
+    with pytest.raises(ConfigError, match=rf"'{library}'.*cannot be compiled for"):
         backend_tuning.model_fields_compiled_for(fields, platforms)
 
 
@@ -163,24 +166,29 @@ def test_programs_for_other_devices_run_xla_matmuls_for_auto():
 
 
 @pytest.mark.parametrize(
-    "dtype, unavailable, amx, want",
+    "dtype, unavailable, amx, core, want",
     [
-        (jnp.bfloat16, None, True, "onednn"),
-        (jnp.bfloat16, None, False, "xla"),  # AVX-512 bf16 without AMX: not measured faster.
-        (jnp.bfloat16, "no g++ on PATH", True, "xla"),  # Not built: XLA, without an error.
-        (jnp.float32, None, True, "xla"),  # float32 was not faster (0.98x).
-        (jnp.float16, None, True, "xla"),
+        (jnp.bfloat16, None, True, "SkylakeX", "onednn"),
+        (jnp.bfloat16, None, False, "SkylakeX", "xla"),  # AVX-512 bf16 without AMX: unmeasured.
+        (jnp.bfloat16, "no g++ on PATH", True, "SkylakeX", "xla"),  # Not built: XLA, no error.
+        (jnp.float32, None, True, "SkylakeX", "openblas"),  # oneDNN's float32 was not faster.
+        (jnp.float32, None, True, "SapphireRapids", "openblas"),
+        (jnp.float32, None, True, "Zen", "xla"),  # OpenBLAS's AVX2 kernels: not measured.
+        (jnp.float32, "no g++ on PATH", True, "SkylakeX", "xla"),
+        (jnp.float16, None, True, "SkylakeX", "xla"),
     ],
 )
-def test_auto_matmul_library_takes_onednn_for_bfloat16_with_amx(
-    monkeypatch, dtype, unavailable, amx, want
+def test_auto_matmul_library_takes_onednn_for_bfloat16_with_amx_and_openblas_for_float32(
+    monkeypatch, dtype, unavailable, amx, core, want
 ):
-    from vit_jax.models import onednn_matmul
+    from vit_jax.models import onednn_matmul, openblas_matmul
 
     monkeypatch.setattr(jax, "default_backend", lambda: "cpu")
     monkeypatch.setattr(jax, "device_count", lambda: 1)
-    monkeypatch.setattr(onednn_matmul, "unavailable", lambda dtype: unavailable)
+    for module in (onednn_matmul, openblas_matmul):
+        monkeypatch.setattr(module, "unavailable", lambda dtype: unavailable)
     monkeypatch.setattr(onednn_matmul, "uses_amx", lambda: amx)
+    monkeypatch.setattr(openblas_matmul, "core", lambda: core)
     assert backend_tuning.auto_matmul_library(dtype) == want
     # Several devices: the custom call has no partitioning rule, so XLA's matmuls.
     monkeypatch.setattr(jax, "device_count", lambda: 8)

@@ -8,11 +8,13 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from tests.models import onednn, tiny
+from tests.models import custom_calls, tiny
+from tests.models.custom_calls import LIBRARY_DTYPES
 from vit_jax import models
 from vit_jax.errors import ConfigError
 from vit_jax.models import attention, backend_tuning, onednn_matmul
 from vit_jax.models.attention import SelfAttention
+from vit_jax.models.backend_tuning import CUSTOM_CALLS
 from vit_jax.models.encoder import MlpBlock
 
 
@@ -278,12 +280,13 @@ def _assert_close_to_the_largest(got, want, tolerance):
             assert float(jnp.max(jnp.abs(got_leaf - want_leaf))) <= tolerance * scale
 
 
-@pytest.mark.parametrize("dtype", [jnp.float32, jnp.bfloat16])
-def test_onednn_attention_gives_the_xla_ones_values_and_gradients(dtype):
-    """`matmul_library="onednn"`: the explicit attention with oneDNN's projections and
-    products. The same outputs and parameter gradients as XLA's within float tolerance, also
-    with the class-token-only last block (whose few queries take XLA's products)."""
-    onednn.require(dtype)
+@pytest.mark.parametrize("library, dtype", LIBRARY_DTYPES)
+def test_custom_call_attention_gives_the_xla_ones_values_and_gradients(library, dtype):
+    """`matmul_library="onednn"` or "openblas": the explicit attention with the custom call's
+    projections and products. The same outputs and parameter gradients as XLA's within float
+    tolerance, also with the class-token-only last block (whose few queries take XLA's
+    products)."""
+    custom_calls.require(dtype, library)
     x = _inputs().astype(dtype)
     params = _randomise(SelfAttention(4).init(jax.random.key(0), x)["params"])
 
@@ -295,17 +298,17 @@ def test_onednn_attention_gives_the_xla_ones_values_and_gradients(dtype):
         return jax.jit(jax.value_and_grad(loss))(params)
 
     for num_queries in (None, 3):
-        want, got = (loss_and_grad(library, num_queries) for library in ("xla", "onednn"))
+        want, got = (loss_and_grad(name, num_queries) for name in ("xla", library))
         _assert_close_to_the_largest(got, want, 1e-5 if dtype == jnp.float32 else 0.03)
 
 
-@pytest.mark.parametrize("dtype", [jnp.float32, jnp.bfloat16])
+@pytest.mark.parametrize("library, dtype", LIBRARY_DTYPES)
 @pytest.mark.parametrize("outputs", ["float32", "compute"])
-def test_onednn_model_gives_the_xla_ones_values_and_gradients(dtype, outputs):
+def test_custom_call_model_gives_the_xla_ones_values_and_gradients(library, dtype, outputs):
     """A whole model (patch embedding, projections, attention, MLP, pre-logits, head) with
-    `matmul_library="onednn"`: XLA's logits and parameter gradients within float tolerance, in
-    both forms of matmul outputs; its compiled step holds the custom call."""
-    onednn.require(dtype)
+    `matmul_library="onednn"` or "openblas": XLA's logits and parameter gradients within float
+    tolerance, in both forms of matmul outputs; its compiled step holds the custom call."""
+    custom_calls.require(dtype, library)
     model = lambda library: tiny.build(
         "pre_logits", dtype=dtype, matmul_outputs=outputs, matmul_library=library
     )[0]
@@ -314,25 +317,26 @@ def test_onednn_model_gives_the_xla_ones_values_and_gradients(dtype, outputs):
     images = tiny.random_images(image_size)
     labels = jax.nn.one_hot(jnp.array([1, 3]), 5)
 
-    def loss_and_grad(library):
+    def loss_and_grad(name):
         def loss(p):
-            logits = model(library).apply({"params": p}, images).astype(jnp.float32)
+            logits = model(name).apply({"params": p}, images).astype(jnp.float32)
             return -jnp.sum(labels * jax.nn.log_softmax(logits))
 
         step = jax.jit(jax.value_and_grad(loss))
         return step(params), step.lower(params).as_text()
 
-    (want, xla_text), (got, onednn_text) = loss_and_grad("xla"), loss_and_grad("onednn")
-    assert onednn_matmul.TARGET in onednn_text and onednn_matmul.TARGET not in xla_text
+    (want, xla_text), (got, custom_text) = loss_and_grad("xla"), loss_and_grad(library)
+    target = CUSTOM_CALLS[library].TARGET
+    assert target in custom_text and target not in xla_text
     _assert_close_to_the_largest(got, want, 1e-5 if dtype == jnp.float32 else 0.03)
 
 
-def _onednn_calls(dtype=jnp.float32, **fields) -> int:
-    """oneDNN custom calls in the forward pass of the tiny 'pre_logits' model."""
+def _custom_calls(library="onednn", dtype=jnp.float32, **fields) -> int:
+    """`library`'s custom calls in the forward pass of the tiny 'pre_logits' model."""
     model, image_size = tiny.build("pre_logits", dtype=dtype, **fields)
     params = tiny.random_params(model, image_size)
     text = jax.jit(model.apply).lower({"params": params}, tiny.random_images(image_size))
-    return text.as_text().count(onednn_matmul.TARGET)
+    return text.as_text().count(CUSTOM_CALLS[library].TARGET)
 
 
 # The tiny 'pre_logits' model's dense layers: patches, per block the fused projection, the
@@ -340,28 +344,30 @@ def _onednn_calls(dtype=jnp.float32, **fields) -> int:
 DENSE_LAYERS = 1 + 4 * tiny.TRANSFORMER["num_layers"] + 1 + 1 + 1
 
 
-def test_onednn_model_runs_every_dense_layer_by_onednn():
+@pytest.mark.parametrize("library", ["onednn", "openblas"])
+def test_custom_call_model_runs_every_dense_layer_by_it(library):
     """With XLA's attention core (no custom call of its own), the forward pass holds one
     custom call per dense layer. A layer left on XLA would lower the count."""
-    onednn.require(jnp.float32)
-    assert _onednn_calls(attention_implementation="xla", matmul_library="onednn") == DENSE_LAYERS
+    custom_calls.require(jnp.float32, library)
+    calls = _custom_calls(library, attention_implementation="xla", matmul_library=library)
+    assert calls == DENSE_LAYERS
 
 
 def test_auto_matmul_library_runs_the_library_this_process_picks(monkeypatch):
     """ "auto" (the default) reaches every dense layer and the explicit attention's products
     with the library `backend_tuning.auto_matmul_library` picks for the compute dtype."""
-    onednn.require(jnp.bfloat16)
+    custom_calls.require(jnp.bfloat16)
     picked = []
     monkeypatch.setattr(
         backend_tuning, "auto_matmul_library", lambda dtype: picked.append(dtype) or "onednn"
     )
-    assert _onednn_calls(jnp.bfloat16, attention_implementation="xla") == DENSE_LAYERS
+    assert _custom_calls("onednn", jnp.bfloat16, attention_implementation="xla") == DENSE_LAYERS
     assert set(picked) == {jnp.dtype(jnp.bfloat16)}
     # The explicit core of every block but the class-token-only last one: two more products.
-    explicit = _onednn_calls(jnp.bfloat16, attention_implementation="explicit")
+    explicit = _custom_calls("onednn", jnp.bfloat16, attention_implementation="explicit")
     assert explicit == DENSE_LAYERS + 2 * (tiny.TRANSFORMER["num_layers"] - 1)
     monkeypatch.setattr(backend_tuning, "auto_matmul_library", lambda dtype: "xla")
-    assert _onednn_calls(jnp.bfloat16, attention_implementation="explicit") == 0
+    assert _custom_calls("onednn", jnp.bfloat16, attention_implementation="explicit") == 0
 
 
 def test_onednn_matmuls_are_refused_where_they_cannot_run(monkeypatch):
@@ -389,6 +395,18 @@ def test_onednn_matmuls_are_refused_where_they_cannot_run(monkeypatch):
         )
 
 
+def test_openblas_matmuls_are_refused_for_other_dtypes_and_devices(monkeypatch):
+    custom_calls.require(jnp.float32, "openblas")
+    x = _inputs()
+    params = SelfAttention(4).init(jax.random.key(0), x)["params"]
+    bfloat16 = SelfAttention(4, dtype=jnp.bfloat16, matmul_library="openblas")
+    with pytest.raises(ConfigError, match=r"'openblas' cannot run here: .*float32 operands only"):
+        bfloat16.apply({"params": params}, x)
+    monkeypatch.setattr(jax, "default_backend", lambda: "gpu")
+    with pytest.raises(ConfigError, match="openblas's custom call runs on CPU only"):
+        SelfAttention(4, matmul_library="openblas").apply({"params": params}, x)
+
+
 def test_unknown_attention_implementation_is_a_config_error():
     with pytest.raises(ConfigError, match=r"Unknown attention_implementation 'flash'"):
         models.get_model("ViT-Ti_16", num_classes=10, attention_implementation="flash")
@@ -398,7 +416,7 @@ def test_unknown_attention_implementation_is_a_config_error():
 
 
 def test_unknown_matmul_library_is_a_config_error():
-    choices = r"\('auto', 'xla', 'onednn'\)"
+    choices = r"\('auto', 'xla', 'onednn', 'openblas'\)"
     with pytest.raises(ConfigError, match=rf"Unknown matmul_library 'mkl'.*{choices}"):
         models.get_model("ViT-Ti_16", num_classes=10, matmul_library="mkl")
     x = _inputs()

@@ -22,10 +22,11 @@ than JAX's gradient and the trainer step 1.06x (benchmarks/RESULTS.md, "Packed a
 `python -m benchmarks.attention_core`). For float32 the same VJP was slower, with or without
 the unit axes, so float32 keeps JAX's gradient.
 
-`packed_attention(qkv, products="onednn")` runs the same VJP, for float32 too, with its six
-batched products by oneDNN (`models.onednn_matmul`, an XLA custom call on CPU) instead of XLA's
-dots: the explicit attention of a model with `matmul_library="onednn"` (`models.attention`),
-measured in `models.backend_tuning` (item 5). Reverse mode only, as the custom VJP is, float32
+`packed_attention(qkv, products="onednn")` (or "openblas") runs the same VJP, for float32 too,
+with its six batched products by that library's XLA custom call on CPU
+(`models.onednn_matmul`, `models.openblas_matmul`) instead of XLA's dots: the explicit attention
+of a model with that `matmul_library` (`models.attention`), measured in
+`models.backend_tuning` (item 5). Reverse mode only, as the custom VJP is, float32
 included.
 
 The softmax runs in float32 and the matmuls accumulate in float32, as in the explicit path;
@@ -40,7 +41,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from vit_jax.models import onednn_matmul
+from vit_jax.models.backend_tuning import CUSTOM_CALLS
 from vit_jax.models.matmul import (
     MatmulLibrary,
     einsum_f32,
@@ -48,10 +49,12 @@ from vit_jax.models.matmul import (
     resolve_library,
 )
 
-# Who multiplies in `packed_attention`: XLA's dots, or oneDNN's (the model's `matmul_library`).
+# Who multiplies in `packed_attention`: XLA's dots, or a custom call's (the model's
+# `matmul_library`).
 Products = MatmulLibrary
-# The core's three kinds of product over [B, H, ., .] -> which operand oneDNN takes transposed.
-ONEDNN_LAYOUTS = {
+# The core's three kinds of product over [B, H, ., .] -> which operand a custom call takes
+# transposed.
+CUSTOM_CALL_LAYOUTS = {
     "bhqk,bhsk->bhqs": (False, True),  # Q K^T, dO V^T.
     "bhqs,bhsk->bhqk": (False, False),  # W V, dS K.
     "bhqs,bhqk->bhsk": (True, False),  # dS^T Q, W^T dO.
@@ -95,10 +98,10 @@ def packed_attention(qkv: jax.Array, *, products: Products = "xla") -> jax.Array
 
 
 def _product(products: Products, spec: str, lhs: jax.Array, rhs: jax.Array) -> jax.Array:
-    """`einsum(spec, lhs, rhs)` in float32, `spec` one of `ONEDNN_LAYOUTS`."""
-    if products == "onednn":
-        lhs_transposed, rhs_transposed = ONEDNN_LAYOUTS[spec]
-        return onednn_matmul.batched_matmul(
+    """`einsum(spec, lhs, rhs)` in float32, `spec` one of `CUSTOM_CALL_LAYOUTS`."""
+    if products in CUSTOM_CALLS:
+        lhs_transposed, rhs_transposed = CUSTOM_CALL_LAYOUTS[spec]
+        return CUSTOM_CALLS[products].batched_matmul(
             lhs, rhs, lhs_transposed=lhs_transposed, rhs_transposed=rhs_transposed
         )
     return einsum_f32_materialised(spec, lhs, rhs)

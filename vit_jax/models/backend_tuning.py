@@ -49,6 +49,7 @@ it gets JAX's own defaults.
    per call. bfloat16 ViT-B/16 on the Intel host, forward against oneDNN's own 4-image
    micro-batches: batch 8 in one piece 1.10x (session 31's torch_compare run), batch 32 in
    16 images 1.10x (one in-process run, session 31), in one piece 1.23x (session 30).
+   OpenBLAS's matmuls keep XLA's 800 tokens (not measured otherwise).
    TPU and GPU: whole batches.
 
 3. Training micro-batches (`config.accum_steps` left unset: the trainer's gradient
@@ -70,12 +71,14 @@ it gets JAX's own defaults.
    bfloat16 2.41) and one piece slowest (1.22 and 2.07). Measured for ViT-B/16 at 224 px
    only; other shapes follow the same byte budget unmeasured (B/16 at 384 px: 1 image, L/16
    at 224 px: 3).
-   With oneDNN's matmuls (item 5: "onednn", or "auto" where it picks oneDNN) the CPU's budget is
-   `ONEDNN_TRAIN_ACTIVATION_BYTES` = 40 MiB (ViT-B/16 at 224 px: 16 images): oneDNN's matmuls
-   gain from more rows per call where XLA's lose. bfloat16 on the Intel host (RESULTS.md,
-   session 30), against micro-batches of 4 images in the same process: batch 8 in one piece
-   1.13x and 1.03x (two runs); batch 32 in 16 images 1.115x, in one piece 1.134x; the whole
-   batch-32 step (`model.apply` under `jax.grad`) 1.12x the trainer's in 4-image pieces.
+   With a custom call's matmuls (item 5: "onednn" or "openblas", or "auto" where it picks one) the
+   CPU's budget is `CUSTOM_CALL_TRAIN_ACTIVATION_BYTES` = 40 MiB (ViT-B/16 at 224 px: 16 images):
+   their matmuls gain from more rows per call where XLA's lose. OpenBLAS, float32 batch 8 (session
+   32, one in-process run): whole batch 1.088x XLA's 4-image step, 4-image pieces 1.029x. oneDNN,
+   bfloat16 on the Intel host (RESULTS.md, session 30), against micro-batches of 4 images in the
+   same process: batch 8 in one piece 1.13x and 1.03x (two runs); batch 32 in 16 images 1.115x, in
+   one piece 1.134x; the whole batch-32 step (`model.apply` under `jax.grad`) 1.12x the trainer's
+   in 4-image pieces.
    TPU and GPU: whole batches (one micro-batch).
 
 4. The dtype a bfloat16 (or float16) model's matmuls return (`matmul_outputs="auto"`,
@@ -95,26 +98,42 @@ it gets JAX's own defaults.
    Compiled for other devices (`matmul_outputs_compiled_for`): the targets' choice where they
    all agree (every one a GPU: "compute"), else "float32".
 
-5. The library that runs the matmuls (`matmul_library`, `models.matmul`): "xla", or "onednn",
-   oneDNN's custom call (`models.onednn_matmul`; CPU only, the `onednn` extra), which runs the
-   dense layers' matmuls (patch embedding, projections, MLP, pre-logits, head; not a hybrid's
-   ResNet stem) and the explicit attention core's six batched products.
-   "auto" (the default, `auto_matmul_library`): "onednn" for bfloat16 compute in a process
-   with one CPU device (JAX's default on CPU), where oneDNN runs with AMX and the extra is
-   installed (its first use builds the custom call, once per toolchain, into the user's cache;
-   where the build fails, "auto" is XLA). "xla" otherwise: float32 (not faster, below); CPUs
-   without AMX (the AMD EPYC host with AVX-512 bf16 was never measured with it); processes
-   with several devices (a multi-process CPU run, forced host devices), since the custom call
-   has no partitioning rule and XLA would gather its operands onto every device, each then
-   multiplying the whole batch; GPUs and TPUs; and any program compiled for other devices or
-   exported (`model_fields_compiled_for`).
+5. The library that runs the matmuls (`matmul_library`, `models.matmul`): "xla", or a CPU custom
+   call (`CUSTOM_CALLS`): "onednn", oneDNN's (`models.onednn_matmul`; the `onednn` extra), or
+   "openblas", OpenBLAS's (float32; below). Either runs the dense layers' matmuls (patch embedding,
+   projections, MLP, pre-logits, head; not a hybrid's ResNet stem) and the explicit attention
+   core's six batched products. "auto" (the default, `auto_matmul_library`): "onednn" for bfloat16
+   compute in a process with one CPU device (JAX's default on CPU), where oneDNN runs with AMX and
+   the extra is installed (its first use builds the custom call, once per toolchain, into the
+   user's cache; where the build fails, "auto" is XLA); "openblas" for float32 on AVX-512 CPUs
+   (below). "xla" otherwise: oneDNN's float32 (not faster, below); bfloat16 on CPUs without AMX
+   (the AMD EPYC host with AVX-512 bf16 was never measured with it); processes with several devices
+   (a multi-process CPU run, forced host devices), since the custom call has no partitioning rule
+   and XLA would gather its operands onto every device, each then multiplying the whole batch; GPUs
+   and TPUs; and any program compiled for other devices or exported (`model_fields_compiled_for`).
    On the Intel Xeon host (AVX-512 bf16, AMX, 2 cores; RESULTS.md, session 30) the trainer's
    bfloat16 step of ViT-B/16 at batch 8 was 1.05-1.23x faster with it (three in-process runs,
    micro-batches of 4 images), and 1.07x / 1.04x of torch eager / `torch.compile` against 0.94x
    / 0.91x with XLA's; in float32 it was not (0.98x), as oneDNN's float32 dense matmuls are no
    faster than XLA's there. With oneDNN running the attention core's products only (session 29)
-   the bfloat16 step was 0.87x and 1.05x. "onednn" set by the user in a program compiled for
-   other devices or exported: refused (`check_portable`).
+   the bfloat16 step was 0.87x and 1.05x.
+   "openblas", OpenBLAS's float32 sgemm as a custom call (`models.openblas_matmul`; CPU and float32
+   only, the `openblas` extra), runs the same layers and products. "auto" takes it for float32
+   compute in a process with one CPU device where OpenBLAS runs one of its AVX-512 kernels
+   (`OPENBLAS_AUTO_CORES`) and the extra is installed and builds. On the Intel Xeon host (session
+   32; its OpenBLAS core "SkylakeX"): one ViT-B/16 layer's float32 matmuls alone, by sgemm 140-175
+   GFLOP/s against XLA's 94-135 (torch's MKL about 185); in one program, the layer's twelve forward
+   and backward matmuls 1.11-1.12x XLA's (two runs), once the call ran its pieces on XLA's threads
+   (1.0x with OpenBLAS's own threads). The forward (inference, 4-image micro-batches) at batch 8:
+   4.16 img/s against XLA's 2.74 (1.5x; 1.03x / 1.04x of torch eager / compile against 0.71x /
+   0.66x; two `torch_compare` runs). The trainer's float32 step at batch 8 gains less, within this
+   host's noise: in-process against XLA's step at its defaults 1.088x, 1.106x and 0.979x (three
+   runs); with OpenBLAS for the dense layers only and XLA's attention core, 0.982x (in the 1.106x
+   run), so the attention's products by OpenBLAS count; against torch 0.898x / 0.944x, against
+   XLA's 0.866x / 0.879x (separate runs). Other CPUs (OpenBLAS's AVX2 kernels, the AMD EPYC host)
+   were not measured and keep XLA.
+   "onednn" or "openblas" set by the user in a program compiled for other devices or exported:
+   refused (`check_portable`).
 
 Outside this module, one process setting: the command lines `python -m vit_jax.train` and
 `vit_jax.infer` re-execute themselves with glibc's huge pages for XLA:CPU's per-step buffers
@@ -132,7 +151,15 @@ import jax
 import jax.numpy as jnp
 
 from vit_jax.errors import ConfigError
-from vit_jax.models import onednn_matmul
+from vit_jax.models import onednn_matmul, openblas_matmul
+
+# The libraries whose matmuls run as CPU custom calls (item 5), and what a library resolves to.
+CustomCallLibrary = Literal["onednn", "openblas"]
+ResolvedLibrary = Literal["xla", "onednn", "openblas"]
+CUSTOM_CALLS = {"onednn": onednn_matmul, "openblas": openblas_matmul}
+# OpenBLAS's kernels ("cores") that "auto" takes OpenBLAS on for float32 (item 5): its AVX-512
+# ones, where its sgemm is SkylakeX's. Measured on "SkylakeX" (the Intel Xeon host) only.
+OPENBLAS_AUTO_CORES = ("SkylakeX", "Cooperlake", "SapphireRapids")
 
 # Tokens per micro-batch of CPU inference; see item 2 above.
 TOKENS_PER_MICRO_BATCH = 800
@@ -140,8 +167,8 @@ TOKENS_PER_MICRO_BATCH = 800
 ONEDNN_TOKENS_PER_MICRO_BATCH = 4 * TOKENS_PER_MICRO_BATCH
 # Bytes of one layer's MLP activation per training micro-batch and device on CPU; item 3.
 TRAIN_ACTIVATION_BYTES = 10 * 2**20
-# The same with oneDNN's matmuls (`matmul_library="onednn"`); item 3.
-ONEDNN_TRAIN_ACTIVATION_BYTES = 4 * TRAIN_ACTIVATION_BYTES
+# The same with a custom call's matmuls (`matmul_library="onednn"` or "openblas"); item 3.
+CUSTOM_CALL_TRAIN_ACTIVATION_BYTES = 4 * TRAIN_ACTIVATION_BYTES
 
 
 @dataclasses.dataclass(frozen=True)
@@ -158,9 +185,7 @@ class BackendChoices:
     # What a low-precision model's matmuls return: "float32", or "compute" (its dtype); item 4.
     matmul_outputs: Literal["float32", "compute"]
 
-    def inference_micro_batch_tokens(
-        self, matmul_library: Literal["xla", "onednn"] = "xla"
-    ) -> int | None:
+    def inference_micro_batch_tokens(self, matmul_library: ResolvedLibrary = "xla") -> int | None:
         """Tokens per micro-batch of inference, or None for whole batches (item 2); with
         oneDNN's matmuls (the resolved library), `ONEDNN_TOKENS_PER_MICRO_BATCH`."""
         if self.micro_batch_tokens is None:
@@ -175,21 +200,22 @@ class BackendChoices:
         tokens_per_image: int,
         mlp_dim: int,
         itemsize: int,
-        matmul_library: Literal["xla", "onednn"] = "xla",
+        matmul_library: ResolvedLibrary = "xla",
     ) -> int:
         """Micro-batches per training step for `images` per device: the fewest that divide it
-        and keep each micro-batch's MLP activation within `train_activation_bytes` (with
-        oneDNN's matmuls, `ONEDNN_TRAIN_ACTIVATION_BYTES`; item 3). `matmul_library` is the
-        resolved library, not "auto" (`models.matmul.resolve_library`)."""
-        if matmul_library not in ("xla", "onednn"):
+        and keep each micro-batch's MLP activation within `train_activation_bytes` (with a
+        custom call's matmuls, `CUSTOM_CALL_TRAIN_ACTIVATION_BYTES`; item 3). `matmul_library`
+        is the resolved library, not "auto" (`models.matmul.resolve_library`)."""
+        if matmul_library not in ("xla", *CUSTOM_CALLS):
             raise ValueError(
-                f"want a resolved matmul_library, 'xla' or 'onednn'; got {matmul_library!r}"
+                f"want a resolved matmul_library, 'xla', 'onednn' or 'openblas'; got "
+                f"{matmul_library!r}"
             )
         if self.train_activation_bytes is None:
             return 1
         budget = self.train_activation_bytes
-        if matmul_library == "onednn":
-            budget = ONEDNN_TRAIN_ACTIVATION_BYTES
+        if matmul_library in CUSTOM_CALLS:
+            budget = CUSTOM_CALL_TRAIN_ACTIVATION_BYTES
         bytes_per_image = tokens_per_image * mlp_dim * itemsize  # One image's [N, mlp_dim].
         return next(
             (
@@ -266,26 +292,32 @@ def auto_attention(head_dim: int, dtype: Any) -> Literal["explicit", "cudnn"] | 
     return None if choice == "xla" else choice
 
 
-def onednn_unavailable(dtype: Any) -> str | None:
-    """None where `matmul_library="onednn"` runs in this process for `dtype` compute, else why
-    not: its custom call (`models.onednn_matmul`) runs on CPU only and needs its optional build
-    and oneDNN's matmul for the dtype on this CPU (item 5)."""
+def custom_call_unavailable(library: CustomCallLibrary, dtype: Any) -> str | None:
+    """None where `matmul_library=library` ("onednn" or "openblas") runs in this process for
+    `dtype` compute, else why not: its custom call (`CUSTOM_CALLS`) runs on CPU only and needs
+    its optional build and the library's matmul for the dtype on this CPU (item 5)."""
     backend = jax.default_backend()
     if backend != "cpu":
-        return f"the default backend is {backend!r}; oneDNN's custom call runs on CPU only"
-    return onednn_matmul.unavailable(dtype)
+        return f"the default backend is {backend!r}; {library}'s custom call runs on CPU only"
+    return CUSTOM_CALLS[library].unavailable(dtype)
 
 
-def auto_matmul_library(dtype: Any) -> Literal["xla", "onednn"]:
+def auto_matmul_library(dtype: Any) -> ResolvedLibrary:
     """The library that `matmul_library="auto"` runs in this process for `dtype` compute
-    (item 5): "onednn" for bfloat16 in a process with one CPU device, where oneDNN runs with
-    AMX and its custom call is ready (`onednn_unavailable`; a failed build falls back
-    silently), else "xla"."""
-    if jnp.dtype(dtype) != jnp.bfloat16 or jax.device_count() > 1:
-        return "xla"  # The custom call has no partitioning rule: see item 5.
-    if onednn_unavailable(dtype) is not None:
-        return "xla"
-    return "onednn" if onednn_matmul.uses_amx() else "xla"
+    (item 5), in a process with one CPU device where its custom call is ready
+    (`custom_call_unavailable`; a failed build falls back silently): "onednn" for bfloat16
+    where oneDNN runs with AMX, "openblas" for float32 where OpenBLAS runs one of
+    `OPENBLAS_AUTO_CORES`; else "xla"."""
+    if jax.device_count() > 1:
+        return "xla"  # The custom calls have no partitioning rule: see item 5.
+    if jnp.dtype(dtype) == jnp.bfloat16:
+        if custom_call_unavailable("onednn", dtype) is None and onednn_matmul.uses_amx():
+            return "onednn"
+    elif jnp.dtype(dtype) == jnp.float32:
+        if custom_call_unavailable("openblas", dtype) is None:
+            if openblas_matmul.core() in OPENBLAS_AUTO_CORES:
+                return "openblas"
+    return "xla"
 
 
 def attention_compiled_for(platforms: Sequence[str]) -> Literal["explicit", "xla"]:
@@ -307,13 +339,13 @@ def matmul_outputs_compiled_for(platforms: Sequence[str]) -> Literal["float32", 
 
 
 def check_portable(matmul_library: str, platforms: Sequence[str]) -> None:
-    """Raises a ConfigError for `matmul_library="onednn"` in a program compiled for
-    `platforms` or exported: its custom call exists only in the CPU process that built it."""
-    if matmul_library == "onednn":
+    """Raises a ConfigError for `matmul_library="onednn"` or "openblas" in a program compiled
+    for `platforms` or exported: a custom call exists only in the CPU process that built it."""
+    if matmul_library in CUSTOM_CALLS:
         raise ConfigError(
-            "matmul_library 'onednn' (oneDNN's custom call, built in this process on CPU) "
-            f"cannot be compiled for {list(platforms)} or exported; set model.matmul_library "
-            "to 'xla' (the same model with XLA's matmuls)."
+            f"matmul_library {matmul_library!r} ({matmul_library}'s custom call, built in this "
+            f"process on CPU) cannot be compiled for {list(platforms)} or exported; set "
+            "model.matmul_library to 'xla' (the same model with XLA's matmuls)."
         )
 
 
@@ -323,8 +355,9 @@ def model_fields_compiled_for(fields: Mapping[str, Any], platforms: Sequence[str
     for a program compiled for `platforms`: `attention_implementation`
     (`attention_compiled_for`), `matmul_outputs` (`matmul_outputs_compiled_for`) and
     `matmul_library` ("xla", item 5). Fields set to anything else are the user's and kept,
-    except `matmul_library="onednn"`: its custom call exists only in a CPU process that built
-    it, so a program compiled for other devices or exported cannot contain it (a ConfigError).
+    except `matmul_library="onednn"` or "openblas": a custom call exists only in a CPU process
+    that built it, so a program compiled for other devices or exported cannot contain it (a
+    ConfigError).
     """
     check_portable(fields.get("matmul_library", "auto"), platforms)
     resolved = {

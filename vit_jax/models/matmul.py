@@ -20,10 +20,11 @@ with JAX's own gradient; it is the GPU's choice. `matmul_outputs="auto"` takes t
 backend's (`models.backend_tuning`, item 4; `resolve_outputs`), and `einsum`, `matmul` and
 `dense_dot_general` run the chosen form.
 
-Which library runs the dense layers' matmuls (`matmul_library`): "xla", or "onednn", oneDNN's
-custom call (`models.onednn_matmul`: CPU only, an optional build), for `matmul` and
-`dense_dot_general` in either form of outputs; "auto" (the default) takes oneDNN where it was
-measured faster and is present, else XLA (`models.backend_tuning`, item 5; `resolve_library`).
+Which library runs the dense layers' matmuls (`matmul_library`): "xla", or a CPU custom call
+(CPU only, an optional build each): "onednn" (`models.onednn_matmul`, bfloat16 or float32) or
+"openblas" (`models.openblas_matmul`, float32), for `matmul` and `dense_dot_general` in either
+form of outputs; "auto" (the default) takes a custom call where it was measured faster and is
+present, else XLA (`models.backend_tuning`, item 5; `resolve_library`).
 The attention core's products follow the same choice (`models.attention`).
 """
 
@@ -36,11 +37,12 @@ import jax
 import jax.numpy as jnp
 
 from vit_jax.errors import ConfigError
-from vit_jax.models import backend_tuning, onednn_matmul
+from vit_jax.models import backend_tuning
+from vit_jax.models.backend_tuning import CUSTOM_CALLS, ResolvedLibrary
 
 MatmulOutputs = Literal["auto", "float32", "compute"]
 MATMUL_OUTPUTS: tuple[MatmulOutputs, ...] = get_args(MatmulOutputs)
-MatmulLibrary = Literal["auto", "xla", "onednn"]
+MatmulLibrary = Literal["auto", "xla", "onednn", "openblas"]
 MATMUL_LIBRARIES: tuple[MatmulLibrary, ...] = get_args(MatmulLibrary)
 
 
@@ -152,21 +154,23 @@ def check_outputs(outputs: str) -> None:
 
 def check_library(library: str, dtype: object | None = None) -> None:
     """Raises a ConfigError naming the choices unless `library` is one of them, or, given the
-    compute `dtype`, saying why "onednn" cannot run it in this process."""
+    compute `dtype`, saying why a custom call ("onednn", "openblas") cannot run it in this
+    process."""
     if library not in MATMUL_LIBRARIES:
         raise ConfigError(
             f"Unknown matmul_library {library!r} (config key model.matmul_library); expected "
             f"one of {MATMUL_LIBRARIES}: 'xla' runs the matmuls by XLA, 'onednn' by oneDNN's "
-            "custom call (CPU only, the `onednn` extra; models/onednn_matmul.py), 'auto' (the "
-            "default) takes oneDNN where it is present and measured faster "
-            "(models/backend_tuning.py, item 5)."
+            "custom call (CPU only, the `onednn` extra; models/onednn_matmul.py), 'openblas' by "
+            "OpenBLAS's (CPU and float32 only, the `openblas` extra; "
+            "models/openblas_matmul.py), 'auto' (the default) takes one of them where it is "
+            "present and measured faster (models/backend_tuning.py, item 5)."
         )
-    if library == "onednn" and dtype is not None:
-        reason = backend_tuning.onednn_unavailable(dtype)
+    if library in CUSTOM_CALLS and dtype is not None:
+        reason = backend_tuning.custom_call_unavailable(library, dtype)
         if reason is not None:
             raise ConfigError(
-                f"matmul_library 'onednn' cannot run here: {reason}. Set model.matmul_library "
-                "to 'xla' (the same model with XLA's matmuls)."
+                f"matmul_library {library!r} cannot run here: {reason}. Set "
+                "model.matmul_library to 'xla' (the same model with XLA's matmuls)."
             )
 
 
@@ -176,7 +180,7 @@ def resolve_outputs(outputs: MatmulOutputs) -> Literal["float32", "compute"]:
     return backend_tuning.for_default_backend().matmul_outputs if outputs == "auto" else outputs
 
 
-def resolve_library(library: MatmulLibrary, dtype: object) -> Literal["xla", "onednn"]:
+def resolve_library(library: MatmulLibrary, dtype: object) -> ResolvedLibrary:
     """`library` for matmuls of `dtype` operands, with "auto" replaced by this process's
     choice (`backend_tuning.auto_matmul_library`)."""
     check_library(library)
@@ -204,11 +208,12 @@ def matmul(
     """`x [..., I] @ kernel [I, O] -> [..., O]`, returned as `outputs` says (`einsum`), its
     products run by `library` (see the module)."""
     flat = x.reshape(-1, x.shape[-1])  # [T, I]
-    if resolve_library(library, flat.dtype) == "xla":
+    resolved = resolve_library(library, flat.dtype)
+    if resolved == "xla":
         out = einsum("ti,io->to", flat, kernel, outputs)  # [T, O]
     else:
-        check_library(library, flat.dtype)
-        out = onednn_matmul.dense(flat, kernel)  # [T, O] float32
+        check_library(resolved, flat.dtype)
+        out = CUSTOM_CALLS[resolved].dense(flat, kernel)  # [T, O] float32
         if _in_compute_dtype(outputs, flat, kernel):
             out = out.astype(flat.dtype)
     return out.reshape(*x.shape[:-1], kernel.shape[-1])
@@ -231,15 +236,16 @@ def _is_dense(lhs, rhs, dimension_numbers, precision) -> bool:
 def dense_dot_general(outputs: MatmulOutputs, library: MatmulLibrary = "xla"):
     """A `dot_general` for `nn.Dense(dot_general=...)` that returns what `outputs` says:
     `dot_general_f32`, or `lax.dot_general` in the operands' dtype (Flax's own) for "compute"
-    outputs of low-precision operands; with `library="onednn"`, Dense's contraction runs by
-    oneDNN (`matmul`), and with "auto" where `resolve_library` says so."""
+    outputs of low-precision operands; with a custom call's `library` ("onednn", "openblas"),
+    Dense's contraction runs by it (`matmul`), and with "auto" where `resolve_library` says
+    so."""
     check_outputs(outputs)  # An unknown value fails when the module is traced, not later.
     check_library(library)
 
     def dot_general(lhs, rhs, dimension_numbers, precision=None, preferred_element_type=None):
         if _is_dense(lhs, rhs, dimension_numbers, precision):
             resolved = resolve_library(library, lhs.dtype)
-            if resolved == "onednn":
+            if resolved != "xla":
                 return matmul(lhs, rhs, outputs, resolved)
         if _in_compute_dtype(outputs, lhs, rhs):
             return jax.lax.dot_general(lhs, rhs, dimension_numbers, precision=precision)

@@ -21,6 +21,7 @@ import jax
 import jax.numpy as jnp
 
 from vit_jax.models import backend_tuning
+from vit_jax.models.backend_tuning import ResolvedLibrary
 from vit_jax.models.matmul import resolve_library
 
 MicroBatch = int | Literal["auto"] | None
@@ -40,7 +41,7 @@ def num_tokens(params: Mapping[str, Any]) -> int:
 def micro_batch_size(
     tokens_per_image: int,
     micro_batch: MicroBatch = "auto",
-    matmul_library: Literal["xla", "onednn"] = "xla",
+    matmul_library: ResolvedLibrary = "xla",
 ) -> int | None:
     """Images per micro-batch, or None for whole batches.
 

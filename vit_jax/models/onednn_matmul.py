@@ -15,31 +15,27 @@ for bfloat16 on a CPU with AMX where it can be built (`models.backend_tuning`, i
 
 Optional: it needs g++ and oneDNN's CPU library and headers from PyPI (`onednn-cpu-gomp`,
 `onednn-devel-cpu-gomp`: the `onednn` extra) in this interpreter's prefix, and the system's GNU
-OpenMP (`libgomp.so.1`). `load()` compiles the source (`native/onednn_batched_matmul.cc`) on
-first use into `$XDG_CACHE_HOME/vit_jax/onednn/` (default `~/.cache`), named by a hash of
-everything the build depends on, and says why not where it cannot; `unavailable(dtype)` adds
-whether this CPU has oneDNN's matmul for the dtype. The custom call exists on CPU only and is
-not a stable export target: programs compiled for other devices or exported never contain it
-(`models.backend_tuning`).
+OpenMP (`libgomp.so.1`). `load()` compiles the source (`native/onednn_batched_matmul.cc`) on first
+use into the user's cache (`native_matmul.build`), and says why not where it cannot;
+`unavailable(dtype)` adds whether this CPU has oneDNN's matmul for the dtype. The custom call
+exists on CPU only and is not a stable export target: programs compiled for other devices or
+exported never contain it (`models.backend_tuning`).
 """
 
 from __future__ import annotations
 
 import ctypes
 import functools
-import hashlib
-import os
 import shutil
-import subprocess
 import sys
-import threading
 from pathlib import Path
 
 import jax
 import jax.numpy as jnp
-import jaxlib
 
-SOURCE = Path(__file__).parent / "native" / "onednn_batched_matmul.cc"
+from vit_jax.models import native_matmul
+
+SOURCE = native_matmul.NATIVE / "onednn_batched_matmul.cc"
 TARGET = "vit_jax_onednn_batched_matmul"
 INSTALL_HINT = "pip install onednn-cpu-gomp onednn-devel-cpu-gomp (the `onednn` extra)"
 VERSION_HEADER = "oneapi/dnnl/dnnl_version.h"  # Part of the build's cache key.
@@ -48,45 +44,6 @@ DTYPES = (jnp.dtype(jnp.bfloat16), jnp.dtype(jnp.float32))
 _supported: dict[jnp.dtype, bool] = {}
 # Whether oneDNN runs with AMX on this CPU; set by `load()`.
 _uses_amx = False
-
-
-def _cache_dir() -> Path:
-    return Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "vit_jax" / "onednn"
-
-
-def _build(compiler: str, include: Path, lib: Path) -> tuple[Path | None, str | None]:
-    """(the built library, None), or (None, why it could not be built)."""
-    command = [
-        compiler, "-O2", "-std=c++17", "-shared", "-fPIC",
-        "-w",  # XLA's FFI headers warn under g++ (-Wreturn-type); the handler itself is clean.
-        f"-I{include}", f"-I{jax.ffi.include_dir()}", str(SOURCE),
-        f"-L{lib}", "-ldnnl", f"-Wl,-rpath,{lib}",
-    ]  # fmt: skip
-    try:
-        version = subprocess.run([compiler, "--version"], capture_output=True, text=True).stdout
-    except OSError as error:
-        return None, f"running {compiler} failed: {error}"
-    key = hashlib.sha256()
-    for part in (SOURCE.read_bytes(), (include / VERSION_HEADER).read_bytes()):
-        key.update(part)
-    key.update(f"{' '.join(command)}\n{version}\n{jaxlib.__version__}".encode())
-    library = _cache_dir() / f"{key.hexdigest()[:16]}.so"
-    if library.is_file():
-        return library, None
-    # Named by process and thread: parallel test workers may build at once; each rename is
-    # atomic, and the last one wins.
-    partial = library.with_name(f"{library.stem}.{os.getpid()}.{threading.get_ident()}.tmp")
-    try:
-        library.parent.mkdir(parents=True, exist_ok=True)
-        built = subprocess.run([*command, "-o", str(partial)], capture_output=True, text=True)
-        if built.returncode != 0:
-            return None, f"building {SOURCE.name} failed:\n{built.stderr[-3000:]}"
-        os.replace(partial, library)
-    except OSError as error:
-        return None, f"cannot write the build cache {library.parent} ({error}); set XDG_CACHE_HOME"
-    finally:
-        partial.unlink(missing_ok=True)
-    return library, None
 
 
 @functools.cache
@@ -103,7 +60,10 @@ def load() -> str | None:
     needed = (include / "dnnl.hpp", include / VERSION_HEADER, lib / "libdnnl.so")
     if not all(path.is_file() for path in needed):
         return f"oneDNN is not installed in {sys.prefix}: {INSTALL_HINT}"
-    library, reason = _build(compiler, include, lib)
+    library, reason = native_matmul.build(
+        compiler, SOURCE, include, [f"-L{lib}", "-ldnnl", f"-Wl,-rpath,{lib}"],
+        [include / VERSION_HEADER],
+    )  # fmt: skip
     if library is None:
         return reason
     try:
@@ -146,49 +106,12 @@ def batched_matmul(
     accumulates in float32, as `matmul.einsum_f32_materialised` does. Under `jax.vmap` the
     mapped axis becomes one more batch axis. No derivative of its own: `dense`'s and the
     attention core's VJPs call it for the backward products too."""
-    if lhs.ndim < 3 or rhs.ndim != lhs.ndim or lhs.dtype != rhs.dtype:
-        raise ValueError(
-            "want two [..., ., .] operands of one rank >= 3 and one dtype, got "
-            f"{lhs.dtype}{list(lhs.shape)} and {rhs.dtype}{list(rhs.shape)}"
-        )
-    reason = unavailable(lhs.dtype)
-    if reason is not None:
-        raise RuntimeError(f"oneDNN's batched matmul is unavailable: {reason}")
-    batch = lhs.shape[:-2]
-    rows, inner = lhs.shape[-2:][::-1] if lhs_transposed else lhs.shape[-2:]
-    cols, rhs_inner = rhs.shape[-2:] if rhs_transposed else rhs.shape[-2:][::-1]
-    if rhs.shape[:-2] != batch or rhs_inner != inner:
-        raise ValueError(
-            f"lhs {list(lhs.shape)} (transposed: {lhs_transposed}) and rhs {list(rhs.shape)} "
-            f"(transposed: {rhs_transposed}) disagree on the batch axes or on the contracted size"
-        )
-    call = jax.ffi.ffi_call(
-        TARGET,
-        jax.ShapeDtypeStruct((*batch, rows, cols), jnp.float32),
-        vmap_method="broadcast_all",  # The handler folds every leading axis into one batch.
-    )
-    return call(lhs, rhs, lhs_transposed=lhs_transposed, rhs_transposed=rhs_transposed)
+    return native_matmul.batched_matmul(
+        "oneDNN", TARGET, unavailable, lhs, rhs, lhs_transposed=lhs_transposed,
+        rhs_transposed=rhs_transposed,
+    )  # fmt: skip
 
 
-@jax.custom_vjp
-def dense(x: jax.Array, kernel: jax.Array) -> jax.Array:
-    """`x [T, I] @ kernel [I, O] -> [T, O]` float32 by oneDNN (both operands bfloat16 or both
-    float32), differentiable in reverse mode: the backward pass casts the cotangent to the
-    operands' dtype and runs both of its products by oneDNN with float32 accumulation, as
-    `matmul.einsum_f32` does by XLA."""
-    return batched_matmul(x[None], kernel[None])[0]  # [T, O]
-
-
-def _dense_fwd(x, kernel):
-    return dense(x, kernel), (x, kernel)
-
-
-def _dense_bwd(residuals, d_out):
-    x, kernel = residuals  # [T, I], [I, O]
-    d_out = d_out.astype(x.dtype)[None]  # [1, T, O]
-    d_x = batched_matmul(d_out, kernel[None], rhs_transposed=True)[0]  # [T, I]
-    d_kernel = batched_matmul(x[None], d_out, lhs_transposed=True)[0]  # [I, O]
-    return d_x.astype(x.dtype), d_kernel.astype(kernel.dtype)
-
-
-dense.defvjp(_dense_fwd, _dense_bwd)
+# `x [T, I] @ kernel [I, O] -> [T, O]` float32 by oneDNN, differentiable in reverse mode
+# (`native_matmul.dense_with_vjp`).
+dense = native_matmul.dense_with_vjp(batched_matmul)

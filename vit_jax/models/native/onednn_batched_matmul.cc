@@ -1,11 +1,8 @@
 // A batched matmul through oneDNN, as an XLA FFI custom call on CPU (`models.onednn_matmul`).
 //
-// lhs [..., M, K] (or [..., K, M] with lhs_transposed), rhs [..., K, N] (or [..., N, K] with
-// rhs_transposed), both bfloat16 or both float32 -> out [..., M, N] float32, the same contract
-// as the attention core's `einsum_f32_materialised`. The leading axes (the same in all three)
-// are one batch axis G of their product: the arrays are row-major, so that is free. A
-// transposed operand is described to oneDNN by its strides, so no copy is made. Primitives are
-// cached by shape, dtype and layout: creating one costs far more than running it at these
+// The contract of batched_matmul_shapes.h with operands both bfloat16 or both float32: the
+// attention core's `einsum_f32_materialised`'s. A transposed operand is described to oneDNN by
+// its strides, so no copy is made. Primitives are cached by shape, dtype and layout: creating one costs far more than running it at these
 // sizes. Float32 math is pinned to strict, so an environment setting
 // (ONEDNN_DEFAULT_FPMATH_MODE) cannot lower its precision. XLA runs independent custom calls
 // on several threads at once, and oneDNN's own scratchpad is shared between primitives unless
@@ -18,6 +15,7 @@
 #include <tuple>
 #include <vector>
 
+#include "batched_matmul_shapes.h"
 #include "dnnl.hpp"
 #include "xla/ffi/api/ffi.h"
 
@@ -83,28 +81,14 @@ ffi::Error BatchedMatmul(ffi::AnyBuffer lhs, ffi::AnyBuffer rhs, ffi::Result<ffi
     case ffi::DataType::F32: type = data_type::f32; break;
     default: return ffi::Error::InvalidArgument("dtype must be bfloat16 or float32");
   }
-  auto l = lhs.dimensions(), r = rhs.dimensions(), o = out->dimensions();
-  size_t rank = l.size();
-  if (rank < 3 || r.size() != rank || o.size() != rank) {
-    return ffi::Error::InvalidArgument("operands and result must be [..., ., .] of one rank >= 3");
-  }
-  int64_t g = 1;
-  for (size_t axis = 0; axis + 2 < rank; ++axis) {
-    // Checked here too, not only in Python: a wrong shape would make oneDNN read out of bounds.
-    if (r[axis] != l[axis] || o[axis] != l[axis]) {
-      return ffi::Error::InvalidArgument("lhs, rhs and result disagree on the batch axes");
-    }
-    g *= l[axis];
-  }
-  int64_t a0 = l[rank - 2], a1 = l[rank - 1], b0 = r[rank - 2], b1 = r[rank - 1];
-  int64_t m = lhs_transposed ? a1 : a0, k = lhs_transposed ? a0 : a1;
-  int64_t rhs_k = rhs_transposed ? b1 : b0, n = rhs_transposed ? b0 : b1;
-  if (rhs_k != k) {
-    return ffi::Error::InvalidArgument("lhs and rhs disagree on the contracted size");
-  }
-  if (out->element_type() != ffi::DataType::F32 || o[rank - 2] != m || o[rank - 1] != n) {
+  if (out->element_type() != ffi::DataType::F32) {
     return ffi::Error::InvalidArgument("the result must be float32 [..., M, N]");
   }
+  BatchedShapes shape;
+  ffi::Error parsed = ParseBatchedShapes(lhs.dimensions(), rhs.dimensions(), out->dimensions(),
+                                         lhs_transposed, rhs_transposed, shape);
+  if (parsed.failure()) return parsed;
+  int64_t g = shape.g, m = shape.m, k = shape.k, n = shape.n;
   if (g == 0 || m == 0 || n == 0) return ffi::Error::Success();  // An empty result.
   if (k == 0) {  // Empty sums: zeros, which oneDNN is not asked for.
     std::fill_n(static_cast<float*>(out->untyped_data()), g * m * n, 0.0f);

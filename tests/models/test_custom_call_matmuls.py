@@ -1,6 +1,7 @@
-"""models.onednn_matmul: oneDNN's batched matmul as an XLA custom call gives NumPy's products
-in every operand layout, with any number of batch axes and under `jax.vmap`, also with several
-calls in one program, and refuses bad operands with a clear error."""
+"""models.onednn_matmul and models.openblas_matmul: each library's batched matmul as an XLA
+custom call gives NumPy's products in every operand layout (OpenBLAS's also when it splits one
+matrix into row or column blocks), with any number of batch axes and under `jax.vmap`, also
+with several calls in one program, and refuses bad operands with a clear error."""
 
 from __future__ import annotations
 
@@ -9,16 +10,26 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from tests.models import onednn
-from vit_jax.models import onednn_matmul
+from tests.models import custom_calls
+from tests.models.custom_calls import BFLOAT16, FLOAT32, LIBRARY_DTYPES
+from vit_jax.models import onednn_matmul, openblas_matmul
+from vit_jax.models.backend_tuning import CUSTOM_CALLS
+
+LIBRARIES = list(CUSTOM_CALLS)
 
 
-@pytest.mark.parametrize("dtype", [jnp.bfloat16, jnp.float32])
+@pytest.mark.parametrize("library, dtype", LIBRARY_DTYPES)
 @pytest.mark.parametrize("lhs_transposed", [False, True])
 @pytest.mark.parametrize("rhs_transposed", [False, True])
-@pytest.mark.parametrize("shape", [(3, 5, 7, 4), (8, 197, 64, 197)], ids=["tiny", "vit"])
-def test_products_in_every_layout(dtype, lhs_transposed, rhs_transposed, shape):
-    onednn.require(dtype)
+@pytest.mark.parametrize(
+    "shape",
+    # One matrix, taller than wide, then wider than tall: OpenBLAS's call splits its rows, then
+    # its columns, into pieces for XLA's threads (a batch of matrices is split by matrix).
+    [(3, 5, 7, 4), (8, 197, 64, 197), (1, 301, 40, 23), (1, 23, 40, 301)],
+    ids=["tiny", "vit", "rows", "columns"],
+)
+def test_products_in_every_layout(library, dtype, lhs_transposed, rhs_transposed, shape):
+    custom_calls.require(dtype, library)
     groups, rows, inner, cols = shape
     rng = np.random.default_rng(0)
     lhs = jnp.asarray(rng.standard_normal((groups, rows, inner)), dtype)  # [G, M, K]
@@ -27,7 +38,7 @@ def test_products_in_every_layout(dtype, lhs_transposed, rhs_transposed, shape):
     a = jnp.swapaxes(lhs, 1, 2) if lhs_transposed else lhs
     b = jnp.swapaxes(rhs, 1, 2) if rhs_transposed else rhs
     call = jax.jit(
-        lambda a, b: onednn_matmul.batched_matmul(
+        lambda a, b: CUSTOM_CALLS[library].batched_matmul(
             a, b, lhs_transposed=lhs_transposed, rhs_transposed=rhs_transposed
         )
     )
@@ -37,15 +48,15 @@ def test_products_in_every_layout(dtype, lhs_transposed, rhs_transposed, shape):
     np.testing.assert_allclose(np.asarray(got), want, rtol=1e-5, atol=1e-4)
 
 
-@pytest.mark.parametrize("dtype", [jnp.bfloat16, jnp.float32])
-def test_batch_axes_and_vmap(dtype):
+@pytest.mark.parametrize("library, dtype", LIBRARY_DTYPES)
+def test_batch_axes_and_vmap(library, dtype):
     # [B, H, ., .] as the attention core passes them, and a vmapped axis on top.
-    onednn.require(dtype)
+    custom_calls.require(dtype, library)
     rng = np.random.default_rng(2)
     lhs = jnp.asarray(rng.standard_normal((3, 2, 4, 5, 6)), dtype)  # [V, B, H, M, K]
     rhs = jnp.asarray(rng.standard_normal((3, 2, 4, 7, 6)), dtype)  # [V, B, H, N, K]
     want = np.einsum("vbhmk,vbhnk->vbhmn", np.asarray(lhs, np.float32), np.asarray(rhs, np.float32))
-    product = lambda a, b: onednn_matmul.batched_matmul(a, b, rhs_transposed=True)
+    product = lambda a, b: CUSTOM_CALLS[library].batched_matmul(a, b, rhs_transposed=True)
     np.testing.assert_allclose(np.asarray(jax.jit(product)(lhs, rhs)), want, rtol=1e-5, atol=1e-4)
     np.testing.assert_allclose(np.asarray(jax.vmap(product)(lhs, rhs)), want, rtol=1e-5, atol=1e-4)
     # One operand mapped, the other shared: the shared one is broadcast to the mapped size.
@@ -56,24 +67,28 @@ def test_batch_axes_and_vmap(dtype):
     np.testing.assert_allclose(np.asarray(shared), want, rtol=1e-5, atol=1e-4)
 
 
+@pytest.mark.parametrize("library", LIBRARIES)
 @pytest.mark.parametrize("lhs, rhs", [((2, 3, 0), (2, 0, 4)), ((0, 3, 5), (0, 5, 4))])
-def test_empty_operands(lhs, rhs):
+def test_empty_operands(library, lhs, rhs):
     # An empty contraction is zeros; an empty batch is an empty result.
-    onednn.require(jnp.float32)
-    got = onednn_matmul.batched_matmul(jnp.ones(lhs, jnp.float32), jnp.ones(rhs, jnp.float32))
+    custom_calls.require(jnp.float32, library)
+    ones = lambda shape: jnp.ones(shape, jnp.float32)
+    got = CUSTOM_CALLS[library].batched_matmul(ones(lhs), ones(rhs))
     np.testing.assert_array_equal(np.asarray(got), np.zeros((*lhs[:2], rhs[2]), np.float32))
 
 
-def test_concurrent_calls_are_right():
-    # Independent calls in one program may run on several XLA threads at once, and oneDNN
-    # shares one scratchpad between primitives unless built for concurrent execution, so each
-    # call brings its own. This checks the results of such a program, all three layouts of
-    # the attention core mixed; it did not fail with a shared scratchpad either.
-    onednn.require(jnp.bfloat16)
+@pytest.mark.parametrize("library, dtype", [("onednn", BFLOAT16), ("openblas", FLOAT32)])
+def test_concurrent_calls_are_right(library, dtype):
+    # Independent calls in one program may run on several XLA threads at once: oneDNN shares
+    # one scratchpad between primitives unless built for concurrent execution, so each call
+    # brings its own; OpenBLAS's calls hand pieces to the same threads that may be running
+    # other calls. This checks the results of such a program, all three layouts of the
+    # attention core mixed; oneDNN's did not fail with a shared scratchpad either.
+    custom_calls.require(dtype, library)
     rng = np.random.default_rng(1)
 
     def operands(*shape):
-        return jnp.asarray(rng.standard_normal(shape), jnp.bfloat16)
+        return jnp.asarray(rng.standard_normal(shape), dtype)
 
     calls = []  # (lhs, rhs, lhs_transposed, rhs_transposed, NumPy's spec)
     for _ in range(3):
@@ -85,7 +100,7 @@ def test_concurrent_calls_are_right():
     flags = [call[2:4] for call in calls]
     program = jax.jit(
         lambda pairs: [
-            onednn_matmul.batched_matmul(a, b, lhs_transposed=lt, rhs_transposed=rt)
+            CUSTOM_CALLS[library].batched_matmul(a, b, lhs_transposed=lt, rhs_transposed=rt)
             for (a, b), (lt, rt) in zip(pairs, flags)
         ]
     )
@@ -110,35 +125,40 @@ def test_concurrent_calls_are_right():
         ((2, 3), (1, 3, 2), {}, "one rank >= 3"),
     ],
 )
-def test_bad_operands_get_a_clear_error(lhs, rhs, flags, message):
-    onednn.require(jnp.float32)
+@pytest.mark.parametrize("library", LIBRARIES)
+def test_bad_operands_get_a_clear_error(library, lhs, rhs, flags, message):
+    custom_calls.require(jnp.float32, library)
     a, b = jnp.ones(lhs, jnp.float32), jnp.ones(rhs, jnp.float32)
     if message is None:
-        assert onednn_matmul.batched_matmul(a, b, **flags).shape == (1, 2, 2)
+        assert CUSTOM_CALLS[library].batched_matmul(a, b, **flags).shape == (1, 2, 2)
         return
     with pytest.raises(ValueError, match=message):
-        onednn_matmul.batched_matmul(a, b, **flags)
+        CUSTOM_CALLS[library].batched_matmul(a, b, **flags)
 
 
 def test_dtypes_are_checked_before_running():
-    onednn.require(jnp.float32)
+    custom_calls.require(jnp.float32)
     with pytest.raises(ValueError, match="one dtype"):
         onednn_matmul.batched_matmul(jnp.zeros((1, 2, 3), jnp.bfloat16), jnp.zeros((1, 3, 2)))
     half = jnp.zeros((1, 2, 2), jnp.float16)
     with pytest.raises(RuntimeError, match="only bfloat16 and float32"):
         onednn_matmul.batched_matmul(half, half)
+    custom_calls.require(jnp.float32, "openblas")
+    bf16 = jnp.zeros((1, 2, 2), jnp.bfloat16)
+    with pytest.raises(RuntimeError, match="float32 operands only, not bfloat16"):
+        openblas_matmul.batched_matmul(bf16, bf16)
 
 
-@pytest.mark.parametrize("dtype", [jnp.bfloat16, jnp.float32])
-def test_dense_and_its_gradient_are_numpys(dtype):
+@pytest.mark.parametrize("library, dtype", LIBRARY_DTYPES)
+def test_dense_and_its_gradient_are_numpys(library, dtype):
     """`dense`: `x @ kernel` in float32, and a backward pass that multiplies the cotangent,
     cast to the operands' dtype, with each operand (float32 sums of exact products)."""
-    onednn.require(dtype)
+    custom_calls.require(dtype, library)
     rng = np.random.default_rng(3)
     x = jnp.asarray(rng.standard_normal((37, 24)), dtype)  # [T, I]
     kernel = jnp.asarray(rng.standard_normal((24, 40)), dtype)  # [I, O]
     d_out = jnp.asarray(rng.standard_normal((37, 40)), jnp.float32)  # [T, O]
-    out, vjp = jax.vjp(onednn_matmul.dense, x, kernel)
+    out, vjp = jax.vjp(CUSTOM_CALLS[library].dense, x, kernel)
     d_x, d_kernel = jax.jit(vjp)(d_out)
     as32 = lambda a: np.asarray(a, np.float32)
     d_low = as32(d_out.astype(dtype))
