@@ -165,24 +165,29 @@ def test_programs_for_other_devices_run_xla_matmuls_for_auto():
     assert kept == {}
 
 
+INTEL, AMD = "GenuineIntel", "AuthenticAMD"
+
+
 @pytest.mark.parametrize(
-    "dtype, unavailable, amx, core, want",
+    "dtype, unavailable, amx, core, vendor, want",
     [
-        (jnp.bfloat16, None, True, "SkylakeX", "onednn"),
-        (jnp.bfloat16, None, False, "SkylakeX", "xla"),  # AVX-512 bf16 without AMX: unmeasured.
-        (jnp.bfloat16, "no g++ on PATH", True, "SkylakeX", "xla"),  # Not built: XLA, no error.
-        (jnp.float32, None, True, "SkylakeX", "openblas"),  # oneDNN's float32 was not faster.
-        (jnp.float32, None, True, "SapphireRapids", "openblas"),
-        (jnp.float32, None, True, "Zen", "xla"),  # OpenBLAS's AVX2 kernels: not measured.
-        (jnp.float32, "no g++ on PATH", True, "SkylakeX", "xla"),
-        (jnp.float16, None, True, "SkylakeX", "xla"),
+        (jnp.bfloat16, None, True, "SkylakeX", INTEL, "onednn"),
+        (jnp.bfloat16, None, False, "SkylakeX", INTEL, "xla"),  # bf16 without AMX: unmeasured.
+        (jnp.bfloat16, "no g++ on PATH", True, "SkylakeX", INTEL, "xla"),  # Not built: no error.
+        (jnp.float32, None, True, "SkylakeX", INTEL, "openblas"),  # oneDNN's f32: not faster.
+        (jnp.float32, None, True, "SapphireRapids", INTEL, "openblas"),
+        (jnp.float32, None, True, "Haswell", INTEL, "xla"),  # OpenBLAS's AVX2 kernels: unmeasured.
+        (jnp.float32, None, True, "SkylakeX", AMD, "xla"),  # Zen 4 runs SkylakeX's: unmeasured.
+        (jnp.float32, "no g++ on PATH", True, "SkylakeX", INTEL, "xla"),
+        (jnp.float16, None, True, "SkylakeX", INTEL, "xla"),
     ],
 )
 def test_auto_matmul_library_takes_onednn_for_bfloat16_with_amx_and_openblas_for_float32(
-    monkeypatch, dtype, unavailable, amx, core, want
+    monkeypatch, dtype, unavailable, amx, core, vendor, want
 ):
     from vit_jax.models import onednn_matmul, openblas_matmul
 
+    monkeypatch.setattr(backend_tuning, "cpu_vendor", lambda: vendor)
     monkeypatch.setattr(jax, "default_backend", lambda: "cpu")
     monkeypatch.setattr(jax, "device_count", lambda: 1)
     for module in (onednn_matmul, openblas_matmul):

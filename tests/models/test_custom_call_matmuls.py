@@ -83,7 +83,9 @@ def test_concurrent_calls_are_right(library, dtype):
     # one scratchpad between primitives unless built for concurrent execution, so each call
     # brings its own; OpenBLAS's calls hand pieces to the same threads that may be running
     # other calls. This checks the results of such a program, all three layouts of the
-    # attention core mixed; oneDNN's did not fail with a shared scratchpad either.
+    # attention core mixed, and single matrices (which OpenBLAS splits into row or column
+    # blocks) as a dense layer's two backward products run; oneDNN's did not fail with a
+    # shared scratchpad either.
     custom_calls.require(dtype, library)
     rng = np.random.default_rng(1)
 
@@ -96,6 +98,8 @@ def test_concurrent_calls_are_right(library, dtype):
             (operands(48, 197, 64), operands(48, 197, 64), False, True, "gmk,gnk->gmn"),
             (operands(48, 197, 197), operands(48, 197, 64), False, False, "gmk,gkn->gmn"),
             (operands(48, 197, 197), operands(48, 197, 64), True, False, "gkm,gkn->gmn"),
+            (operands(1, 301, 96), operands(1, 40, 96), False, True, "gmk,gnk->gmn"),  # Rows.
+            (operands(1, 301, 23), operands(1, 301, 96), True, False, "gkm,gkn->gmn"),  # Columns.
         ]
     flags = [call[2:4] for call in calls]
     program = jax.jit(
@@ -143,10 +147,17 @@ def test_dtypes_are_checked_before_running():
     half = jnp.zeros((1, 2, 2), jnp.float16)
     with pytest.raises(RuntimeError, match="only bfloat16 and float32"):
         onednn_matmul.batched_matmul(half, half)
+
+
+def test_openblas_takes_float32_only_and_names_its_kernel():
     custom_calls.require(jnp.float32, "openblas")
     bf16 = jnp.zeros((1, 2, 2), jnp.bfloat16)
-    with pytest.raises(RuntimeError, match="float32 operands only, not bfloat16"):
+    with pytest.raises(RuntimeError, match=r"OpenBLAS's batched matmul is unavailable: .*float32"):
         openblas_matmul.batched_matmul(bf16, bf16)
+    with pytest.raises(ValueError, match="one dtype"):
+        openblas_matmul.batched_matmul(jnp.zeros((1, 2, 3), jnp.bfloat16), jnp.zeros((1, 3, 2)))
+    # What "auto" reads (`backend_tuning.OPENBLAS_AUTO_CORES`): a real kernel name, never empty.
+    assert openblas_matmul.core() not in ("", "Unknown")
 
 
 @pytest.mark.parametrize("library, dtype", LIBRARY_DTYPES)

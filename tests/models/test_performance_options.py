@@ -403,7 +403,7 @@ def test_openblas_matmuls_are_refused_for_other_dtypes_and_devices(monkeypatch):
     with pytest.raises(ConfigError, match=r"'openblas' cannot run here: .*float32 operands only"):
         bfloat16.apply({"params": params}, x)
     monkeypatch.setattr(jax, "default_backend", lambda: "gpu")
-    with pytest.raises(ConfigError, match="openblas's custom call runs on CPU only"):
+    with pytest.raises(ConfigError, match="OpenBLAS's custom call runs on CPU only"):
         SelfAttention(4, matmul_library="openblas").apply({"params": params}, x)
 
 

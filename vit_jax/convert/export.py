@@ -45,7 +45,7 @@ def export_model(
     from vit_jax.checkpoint import layout
     from vit_jax.models import backend_tuning, build_model
 
-    # Before the model is built, which would build oneDNN's custom call only to refuse it.
+    # Before the model is built, which would build a CPU custom call only to refuse it.
     backend_tuning.check_portable(config.get("matmul_library", "auto"), platforms)
     model = build_model(config, num_classes)
     fields = dict(

@@ -119,19 +119,20 @@ it gets JAX's own defaults.
    the bfloat16 step was 0.87x and 1.05x.
    "openblas", OpenBLAS's float32 sgemm as a custom call (`models.openblas_matmul`; CPU and float32
    only, the `openblas` extra), runs the same layers and products. "auto" takes it for float32
-   compute in a process with one CPU device where OpenBLAS runs one of its AVX-512 kernels
-   (`OPENBLAS_AUTO_CORES`) and the extra is installed and builds. On the Intel Xeon host (session
-   32; its OpenBLAS core "SkylakeX"): one ViT-B/16 layer's float32 matmuls alone, by sgemm 140-175
-   GFLOP/s against XLA's 94-135 (torch's MKL about 185); in one program, the layer's twelve forward
-   and backward matmuls 1.11-1.12x XLA's (two runs), once the call ran its pieces on XLA's threads
-   (1.0x with OpenBLAS's own threads). The forward (inference, 4-image micro-batches) at batch 8:
-   4.16 img/s against XLA's 2.74 (1.5x; 1.03x / 1.04x of torch eager / compile against 0.71x /
-   0.66x; two `torch_compare` runs). The trainer's float32 step at batch 8 gains less, within this
-   host's noise: in-process against XLA's step at its defaults 1.088x, 1.106x and 0.979x (three
-   runs); with OpenBLAS for the dense layers only and XLA's attention core, 0.982x (in the 1.106x
-   run), so the attention's products by OpenBLAS count; against torch 0.898x / 0.944x, against
-   XLA's 0.866x / 0.879x (separate runs). Other CPUs (OpenBLAS's AVX2 kernels, the AMD EPYC host)
-   were not measured and keep XLA.
+   compute in a process with one CPU device, on an Intel CPU where OpenBLAS runs one of its AVX-512
+   kernels (`OPENBLAS_AUTO_CORES`, `cpu_vendor`), where the extra is installed and builds. On the
+   Intel Xeon host (session 32; its OpenBLAS core "SkylakeX"): one ViT-B/16 MLP matmul alone,
+   median GFLOP/s over two runs, by sgemm 136-163 against XLA's 74-102 (torch's MKL 113-187;
+   RESULTS.md, "OpenBLAS for float32"); in one program, the layer's twelve forward and backward
+   matmuls 1.11-1.12x XLA's (two runs), once the call ran its pieces on XLA's threads (0.95x with
+   OpenBLAS's own threads). The forward (inference, 4-image micro-batches) at batch 8: 4.16 img/s
+   against XLA's 2.74 across two `torch_compare` runs (1.5x); within each run, 1.03x / 1.04x of
+   torch eager / compile against 0.71x / 0.66x. The trainer's float32 step at batch 8 gains less,
+   within this host's noise: in-process against XLA's step at its defaults 1.088x, 1.106x and
+   0.979x (three runs); with OpenBLAS for the dense layers only and XLA's attention core, 0.982x
+   (in the 1.106x run), so the attention's products by OpenBLAS count; against torch 0.898x /
+   0.944x, against XLA's 0.866x / 0.879x (separate runs). Other CPUs (OpenBLAS's AVX2 kernels;
+   AMD's, whose AVX-512 ones OpenBLAS also runs with these kernels) were not measured and keep XLA.
    "onednn" or "openblas" set by the user in a program compiled for other devices or exported:
    refused (`check_portable`).
 
@@ -144,6 +145,7 @@ it cannot be chosen here, after the process has started.
 from __future__ import annotations
 
 import dataclasses
+import functools
 from collections.abc import Mapping, Sequence
 from typing import Any, Literal
 
@@ -157,9 +159,15 @@ from vit_jax.models import onednn_matmul, openblas_matmul
 CustomCallLibrary = Literal["onednn", "openblas"]
 ResolvedLibrary = Literal["xla", "onednn", "openblas"]
 CUSTOM_CALLS = {"onednn": onednn_matmul, "openblas": openblas_matmul}
-# OpenBLAS's kernels ("cores") that "auto" takes OpenBLAS on for float32 (item 5): its AVX-512
-# ones, where its sgemm is SkylakeX's. Measured on "SkylakeX" (the Intel Xeon host) only.
+# How messages name them.
+CUSTOM_CALL_NAMES = {"onednn": "oneDNN", "openblas": "OpenBLAS"}
+# OpenBLAS's kernels ("cores") that "auto" takes OpenBLAS on for float32 (item 5), on Intel
+# CPUs only: its AVX-512 ones, where its sgemm is SkylakeX's. OpenBLAS also runs them on AMD's
+# AVX-512 CPUs (Zen 4 and later), which were not measured. Measured on "SkylakeX" (the Intel
+# Xeon host) only.
 OPENBLAS_AUTO_CORES = ("SkylakeX", "Cooperlake", "SapphireRapids")
+# The x86 vendor string of Intel's CPUs (/proc/cpuinfo's vendor_id).
+INTEL_VENDOR = "GenuineIntel"
 
 # Tokens per micro-batch of CPU inference; see item 2 above.
 TOKENS_PER_MICRO_BATCH = 800
@@ -298,7 +306,8 @@ def custom_call_unavailable(library: CustomCallLibrary, dtype: Any) -> str | Non
     its optional build and the library's matmul for the dtype on this CPU (item 5)."""
     backend = jax.default_backend()
     if backend != "cpu":
-        return f"the default backend is {backend!r}; {library}'s custom call runs on CPU only"
+        name = CUSTOM_CALL_NAMES[library]
+        return f"the default backend is {backend!r}; {name}'s custom call runs on CPU only"
     return CUSTOM_CALLS[library].unavailable(dtype)
 
 
@@ -306,18 +315,32 @@ def auto_matmul_library(dtype: Any) -> ResolvedLibrary:
     """The library that `matmul_library="auto"` runs in this process for `dtype` compute
     (item 5), in a process with one CPU device where its custom call is ready
     (`custom_call_unavailable`; a failed build falls back silently): "onednn" for bfloat16
-    where oneDNN runs with AMX, "openblas" for float32 where OpenBLAS runs one of
-    `OPENBLAS_AUTO_CORES`; else "xla"."""
+    where oneDNN runs with AMX, "openblas" for float32 on an Intel CPU where OpenBLAS runs one
+    of `OPENBLAS_AUTO_CORES`; else "xla"."""
     if jax.device_count() > 1:
         return "xla"  # The custom calls have no partitioning rule: see item 5.
     if jnp.dtype(dtype) == jnp.bfloat16:
         if custom_call_unavailable("onednn", dtype) is None and onednn_matmul.uses_amx():
             return "onednn"
-    elif jnp.dtype(dtype) == jnp.float32:
+    elif jnp.dtype(dtype) == jnp.float32 and cpu_vendor() == INTEL_VENDOR:
         if custom_call_unavailable("openblas", dtype) is None:
             if openblas_matmul.core() in OPENBLAS_AUTO_CORES:
                 return "openblas"
     return "xla"
+
+
+@functools.cache
+def cpu_vendor() -> str:
+    """This CPU's vendor string ("GenuineIntel", "AuthenticAMD"), or "" where it cannot be read
+    (not Linux: /proc/cpuinfo is Linux's)."""
+    try:
+        with open("/proc/cpuinfo") as info:
+            for line in info:
+                if line.startswith("vendor_id"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return ""
 
 
 def attention_compiled_for(platforms: Sequence[str]) -> Literal["explicit", "xla"]:
@@ -343,9 +366,9 @@ def check_portable(matmul_library: str, platforms: Sequence[str]) -> None:
     for `platforms` or exported: a custom call exists only in the CPU process that built it."""
     if matmul_library in CUSTOM_CALLS:
         raise ConfigError(
-            f"matmul_library {matmul_library!r} ({matmul_library}'s custom call, built in this "
-            f"process on CPU) cannot be compiled for {list(platforms)} or exported; set "
-            "model.matmul_library to 'xla' (the same model with XLA's matmuls)."
+            f"matmul_library {matmul_library!r} ({CUSTOM_CALL_NAMES[matmul_library]}'s custom "
+            f"call, built in this process on CPU) cannot be compiled for {list(platforms)} or "
+            "exported; set model.matmul_library to 'xla' (the same model with XLA's matmuls)."
         )
 
 

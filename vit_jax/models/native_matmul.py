@@ -49,8 +49,11 @@ def build(
     except OSError as error:
         return None, f"running {compiler} failed: {error}"
     key = hashlib.sha256()
-    for part in (source, SHAPES_HEADER, *key_files):
-        key.update(part.read_bytes())
+    try:
+        for part in (source, SHAPES_HEADER, *key_files):
+            key.update(part.read_bytes())
+    except OSError as error:  # A file of the build missing: `load()` never raises.
+        return None, f"cannot read {error.filename} to build {source.name}: {error.strerror}"
     key.update(f"{' '.join(command)}\n{version}\n{jaxlib.__version__}".encode())
     library = cache_dir() / f"{source.stem}-{key.hexdigest()[:16]}.so"
     if library.is_file():

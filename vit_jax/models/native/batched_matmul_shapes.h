@@ -39,7 +39,7 @@ inline xla::ffi::Error ParseBatchedShapes(xla::ffi::AnyBuffer::Dimensions l,
     return xla::ffi::Error::InvalidArgument("lhs and rhs disagree on the contracted size");
   }
   if (o[rank - 2] != m || o[rank - 1] != n) {
-    return xla::ffi::Error::InvalidArgument("the result must be float32 [..., M, N]");
+    return xla::ffi::Error::InvalidArgument("the result must be [..., M, N]");
   }
   shapes = {g, m, k, n, a0, a1, b0, b1};
   return xla::ffi::Error::Success();

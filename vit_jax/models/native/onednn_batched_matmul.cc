@@ -1,12 +1,13 @@
 // A batched matmul through oneDNN, as an XLA FFI custom call on CPU (`models.onednn_matmul`).
 //
 // The contract of batched_matmul_shapes.h with operands both bfloat16 or both float32: the
-// attention core's `einsum_f32_materialised`'s. A transposed operand is described to oneDNN by
-// its strides, so no copy is made. Primitives are cached by shape, dtype and layout: creating one costs far more than running it at these
-// sizes. Float32 math is pinned to strict, so an environment setting
-// (ONEDNN_DEFAULT_FPMATH_MODE) cannot lower its precision. XLA runs independent custom calls
-// on several threads at once, and oneDNN's own scratchpad is shared between primitives unless
-// the library was built for concurrent execution, so each call brings its own (thread-local).
+// attention core's `einsum_f32_materialised`'s. A transposed operand is described to oneDNN by its
+// strides, so no copy is made. Primitives are cached by shape, dtype and layout: creating one
+// costs far more than running it at these sizes. Float32 math is pinned to strict, so an
+// environment setting (ONEDNN_DEFAULT_FPMATH_MODE) cannot lower its precision. XLA runs
+// independent custom calls on several threads at once, and oneDNN's own scratchpad is shared
+// between primitives unless the library was built for concurrent execution, so each call brings
+// its own (thread-local).
 #include <algorithm>
 #include <cstdint>
 #include <exception>

@@ -2,18 +2,20 @@
 // (`models.openblas_matmul`), with the contract of batched_matmul_shapes.h (a transposed
 // operand is passed as BLAS's transpose flag, so no copy is made).
 //
-// Threads: OpenBLAS's own thread pool would run beside XLA's, which runs independent
-// operations (the two products of a backward pass) at the same time, so the two pools fought
-// over the cores (in-program sgemm throughput 94-129 GFLOP/s against 140-155 called alone, on
-// the 2-core Intel host). So OpenBLAS is told to run single-threaded (`OpenblasInit`), and the
-// call splits its work into pieces on XLA's own intra-op pool instead: whole matrices of the
-// batch where there are at least as many as threads, else blocks of rows or columns of the
-// larger side. The calling thread takes pieces too, and waits only for pieces other threads
-// have started, so the call cannot deadlock when every pool thread is inside such a call.
+// Threads: OpenBLAS's own thread pool would run beside XLA's, which runs independent operations
+// (the two products of a backward pass) at the same time, so the two pools fought over the cores
+// (in-program sgemm throughput 94-129 GFLOP/s against 140-155 called alone, on the 2-core Intel
+// host). So OpenBLAS is told to run single-threaded (`OpenblasInit`; this process's copy of
+// scipy-openblas32's library only: numpy's and SciPy's bundled OpenBLAS are libraries of their
+// own, untouched), and the call splits its work into pieces on XLA's own intra-op pool instead:
+// whole matrices of the batch where there are at least as many as threads, else blocks of rows or
+// columns of the larger side. The calling thread takes pieces too, and waits only for pieces other
+// threads have started, so the call cannot deadlock when every pool thread is inside such a call.
 #include <algorithm>
 #include <atomic>
 #include <condition_variable>
 #include <cstdint>
+#include <limits>
 #include <memory>
 #include <mutex>
 
@@ -91,6 +93,13 @@ ffi::Error BatchedMatmul(ffi::ThreadPool pool, ffi::AnyBuffer lhs, ffi::AnyBuffe
                                          lhs_transposed, rhs_transposed, work->shape);
   if (parsed.failure()) return parsed;
   const BatchedShapes& s = work->shape;
+  // BLAS's sizes and leading dimensions are 32-bit ints in this build (scipy-openblas32).
+  constexpr int64_t kBlasMax = std::numeric_limits<int>::max();
+  for (int64_t size : {s.m, s.n, s.k, s.lhs_cols, s.rhs_cols}) {
+    if (size > kBlasMax) {
+      return ffi::Error::InvalidArgument("a matrix side exceeds OpenBLAS's 32-bit sizes");
+    }
+  }
   if (s.g == 0 || s.m == 0 || s.n == 0) return ffi::Error::Success();  // An empty result.
   if (s.k == 0) {  // Empty sums: zeros (BLAS would be handed a zero leading dimension).
     std::fill_n(static_cast<float*>(out->untyped_data()), s.g * s.m * s.n, 0.0f);
