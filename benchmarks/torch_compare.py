@@ -11,7 +11,7 @@ step on softmax cross-entropy. Ours is the trainer's own step at its defaults
 `--dtype bfloat16`: our bfloat16 compute (float32 parameters) against torch's CPU autocast to
 bfloat16. `--matmul_library` is the model's (`models.matmul`): "auto", the default, takes
 oneDNN's custom call (the library torch's CPU bfloat16 matmuls use; the `onednn` extra) for
-bfloat16 on a CPU with AMX, OpenBLAS's (the `openblas` extra) for float32 on a CPU whose
+bfloat16 on a CPU with AMX, OpenBLAS's (the `openblas` extra) for float32 on an Intel CPU whose
 OpenBLAS runs its AVX-512 kernels, XLA's otherwise; "xla", "onednn" or "openblas" forces one.
 Needs the `torch` extra.
 

@@ -30,8 +30,8 @@ MODEL_EXTRAS = {
     # Who runs the dense layers' matmuls and the explicit attention's products: 'xla', 'onednn'
     # (oneDNN's custom call; CPU only, the `onednn` extra), 'openblas' (OpenBLAS's; CPU and
     # float32 only, the `openblas` extra), or 'auto': oneDNN for bfloat16 on a CPU with AMX,
-    # OpenBLAS for float32 on a CPU with AVX-512, where the extra is installed (measured faster
-    # there), else XLA (models/backend_tuning.py, item 5).
+    # OpenBLAS for float32 on an Intel CPU with AVX-512, where the extra is installed (measured
+    # faster there), else XLA (models/backend_tuning.py, item 5).
     "matmul_library": "auto",
 }
 

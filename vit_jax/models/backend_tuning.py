@@ -105,7 +105,7 @@ it gets JAX's own defaults.
    core's six batched products. "auto" (the default, `auto_matmul_library`): "onednn" for bfloat16
    compute in a process with one CPU device (JAX's default on CPU), where oneDNN runs with AMX and
    the extra is installed (its first use builds the custom call, once per toolchain, into the
-   user's cache; where the build fails, "auto" is XLA); "openblas" for float32 on AVX-512 CPUs
+   user's cache; where the build fails, "auto" is XLA); "openblas" for float32 on Intel AVX-512 CPUs
    (below). "xla" otherwise: oneDNN's float32 (not faster, below); bfloat16 on CPUs without AMX
    (the AMD EPYC host with AVX-512 bf16 was never measured with it); processes with several devices
    (a multi-process CPU run, forced host devices), since the custom call has no partitioning rule
