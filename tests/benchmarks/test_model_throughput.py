@@ -44,7 +44,7 @@ def test_flops_of_a_model_with_onednn_matmuls_are_counted_on_xla_ones(capsys, mo
     from tests.models import custom_calls
     from vit_jax.models import backend_tuning
 
-    custom_calls.require(jnp.bfloat16)
+    custom_calls.require(jnp.bfloat16, "onednn")
     monkeypatch.setattr(backend_tuning, "auto_matmul_library", lambda dtype: "onednn")
     args = ["--models", "ViT-Ti_16", "--batches", "2", "--image_size", "32"]
     args += ["--dtypes", "bfloat16", "--micro_batch", "none", "--train", "--json"]

@@ -23,7 +23,7 @@ BFLOAT16, FLOAT32 = jnp.dtype(jnp.bfloat16), jnp.dtype(jnp.float32)
 LIBRARY_DTYPES = [("onednn", BFLOAT16), ("onednn", FLOAT32), ("openblas", FLOAT32)]
 
 
-def installed(library: str = "onednn") -> bool:
+def installed(library: str) -> bool:
     """Whether `library`'s wheels (its extra) and g++ are installed."""
     try:
         for package in PACKAGES[library]:
@@ -33,7 +33,7 @@ def installed(library: str = "onednn") -> bool:
     return shutil.which("g++") is not None
 
 
-def require(dtype, library: str = "onednn") -> None:
+def require(dtype, library: str) -> None:
     """Skips the test unless `library`'s custom call runs for `dtype` here: not a CPU backend,
     not installed, or (oneDNN) bfloat16 on a CPU without AVX-512 or AVX2-VNNI-2. Fails if the
     library's wheels and g++ are installed but the build fails."""

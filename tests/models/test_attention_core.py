@@ -72,7 +72,7 @@ def test_onednn_products_give_the_xla_products_values_and_gradient(dtype):
     """The same VJP with its six products by oneDNN: the values and gradient of XLA's products
     within one rounding of the compute dtype (float32: the explicit attention's, JAX's own
     gradient). Under `jax.jit`, as the custom call only lowers there."""
-    custom_calls.require(dtype)
+    custom_calls.require(dtype, "onednn")
     qkv, cotangent = (x.astype(dtype) for x in _inputs())
     xla = lambda x: packed_attention(x, products="xla")
     ours = lambda x: packed_attention(x, products="onednn")

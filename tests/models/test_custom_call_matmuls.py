@@ -5,6 +5,9 @@ with several calls in one program, and refuses bad operands with a clear error."
 
 from __future__ import annotations
 
+import ctypes
+import shutil
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -12,7 +15,7 @@ import pytest
 
 from tests.models import custom_calls
 from tests.models.custom_calls import BFLOAT16, FLOAT32, LIBRARY_DTYPES
-from vit_jax.models import onednn_matmul, openblas_matmul
+from vit_jax.models import native_matmul, onednn_matmul, openblas_matmul
 from vit_jax.models.backend_tuning import CUSTOM_CALLS
 
 LIBRARIES = list(CUSTOM_CALLS)
@@ -141,7 +144,7 @@ def test_bad_operands_get_a_clear_error(library, lhs, rhs, flags, message):
 
 
 def test_dtypes_are_checked_before_running():
-    custom_calls.require(jnp.float32)
+    custom_calls.require(jnp.float32, "onednn")
     with pytest.raises(ValueError, match="one dtype"):
         onednn_matmul.batched_matmul(jnp.zeros((1, 2, 3), jnp.bfloat16), jnp.zeros((1, 3, 2)))
     half = jnp.zeros((1, 2, 2), jnp.float16)
@@ -179,3 +182,39 @@ def test_dense_and_its_gradient_are_numpys(library, dtype):
     rtol = 1e-5 if dtype == jnp.float32 else 1e-2
     np.testing.assert_allclose(as32(d_x), d_low @ as32(kernel).T, rtol=rtol, atol=rtol)
     np.testing.assert_allclose(as32(d_kernel), as32(x).T @ d_low, rtol=rtol, atol=rtol)
+
+
+def test_building_a_custom_call_says_why_it_cannot_and_never_raises(tmp_path, monkeypatch):
+    """`native_matmul.build_and_register`, which both libraries' `load()` call: a missing
+    compiler, source, build file or handler, and a failing compile each come back as a reason
+    naming the problem; a source that builds is cached and reused, not built again."""
+    if shutil.which("g++") is None:
+        pytest.skip("no g++ on PATH")
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+    good = tmp_path / "good.cc"
+    good.write_text('extern "C" int Answer() { return 42; }\n')
+    bad = tmp_path / "bad.cc"
+    bad.write_text("this is not C++;\n")
+    register = lambda source, *key_files, handler="Answer": native_matmul.build_and_register(
+        "Test", source, tmp_path, [], list(key_files), "vit_jax_test_target", handler
+    )
+
+    def reason(*args, **kwargs):
+        handle, why = register(*args, **kwargs)
+        assert handle is None
+        return why
+
+    assert "missing: reinstall vit_jax" in reason(tmp_path / "absent.cc")
+    assert "cannot read" in reason(good, tmp_path / "absent_version.h")
+    assert "building bad.cc failed" in reason(bad)
+    with monkeypatch.context() as patched:
+        patched.setattr(shutil, "which", lambda name: None)
+        assert reason(good) == "no g++ on PATH to build the Test custom call"
+    assert "has no handler Missing" in reason(good, handler="Missing")
+    # What was built loads and runs (`Answer` is not an FFI handler: it is never registered).
+    built, why = native_matmul.build(shutil.which("g++"), good, tmp_path, [], [])
+    assert why is None and ctypes.CDLL(str(built)).Answer() == 42
+    modified = built.stat().st_mtime_ns
+    again, why = native_matmul.build(shutil.which("g++"), good, tmp_path, [], [])
+    assert (again, why) == (built, None) and again.stat().st_mtime_ns == modified
+    assert list(built.parent.glob("*.tmp")) == []  # No partial build left behind.

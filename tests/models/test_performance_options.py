@@ -356,7 +356,7 @@ def test_custom_call_model_runs_every_dense_layer_by_it(library):
 def test_auto_matmul_library_runs_the_library_this_process_picks(monkeypatch):
     """ "auto" (the default) reaches every dense layer and the explicit attention's products
     with the library `backend_tuning.auto_matmul_library` picks for the compute dtype."""
-    custom_calls.require(jnp.bfloat16)
+    custom_calls.require(jnp.bfloat16, "onednn")
     picked = []
     monkeypatch.setattr(
         backend_tuning, "auto_matmul_library", lambda dtype: picked.append(dtype) or "onednn"

@@ -77,7 +77,7 @@ def test_onednn_matmuls_train_sharded_as_xla_ones(config, sharded, monkeypatch):
     """oneDNN's custom call (`matmul_library="onednn"`: the dense layers and the attention's
     products) has no sharding rule: XLA gathers its operands onto every device (not timed).
     The steps are XLA's (`sharded`), and the trainer's model did call oneDNN."""
-    custom_calls.require(jnp.float32)
+    custom_calls.require(jnp.float32, "onednn")
     losses, params, _ = sharded
     config = config.copy_and_resolve_references()
     config.model.matmul_library = "onednn"
@@ -163,7 +163,8 @@ def test_default_accum_steps_follow_the_library_auto_picks(monkeypatch):
 def test_trainer_takes_the_micro_batches_of_its_matmul_library(config, monkeypatch):
     """An unset `accum_steps` follows `model.matmul_library` (item 3): a budget that splits the
     tiny model's batch of 16 in 8 with XLA's matmuls splits it in 2 with oneDNN's."""
-    custom_calls.require(jnp.float32)  # The trainer builds the model, and with it the custom call.
+    # The trainer builds the model, and with it the custom call.
+    custom_calls.require(jnp.float32, "onednn")
     # Tokens (8 px images in 4 px patches, and the class token) x mlp_dim x float32 bytes.
     per_image = 5 * config.model.transformer.mlp_dim * 4
     monkeypatch.setattr(

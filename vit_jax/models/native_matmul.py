@@ -10,8 +10,10 @@ them builds again and an unchanged one never does.
 
 from __future__ import annotations
 
+import ctypes
 import hashlib
 import os
+import shutil
 import subprocess
 import threading
 from collections.abc import Callable, Sequence
@@ -22,7 +24,6 @@ import jax.numpy as jnp
 import jaxlib
 
 NATIVE = Path(__file__).parent / "native"
-SHAPES_HEADER = NATIVE / "batched_matmul_shapes.h"
 
 
 def cache_dir() -> Path:
@@ -49,8 +50,8 @@ def build(
     except OSError as error:
         return None, f"running {compiler} failed: {error}"
     key = hashlib.sha256()
-    try:
-        for part in (source, SHAPES_HEADER, *key_files):
+    try:  # Every shared header: a source may include any of them.
+        for part in (source, *sorted(NATIVE.glob("*.h")), *key_files):
             key.update(part.read_bytes())
     except OSError as error:  # A file of the build missing: `load()` never raises.
         return None, f"cannot read {error.filename} to build {source.name}: {error.strerror}"
@@ -72,6 +73,38 @@ def build(
     finally:
         partial.unlink(missing_ok=True)
     return library, None
+
+
+def build_and_register(
+    library: str,
+    source: Path,
+    include: Path,
+    link_flags: Sequence[str],
+    key_files: Sequence[Path],
+    target: str,
+    handler: str,
+) -> tuple[ctypes.CDLL | None, str | None]:
+    """Builds `source` (`build`), loads it into this process and registers its FFI handler
+    symbol `handler` as the CPU custom call `target`: (the loaded library, None), or (None, why
+    not; never raises). `library` names the library in the reasons ("OpenBLAS")."""
+    compiler = shutil.which("g++")
+    if compiler is None:
+        return None, f"no g++ on PATH to build the {library} custom call"
+    if not source.is_file():
+        return None, f"its source {source} is missing: reinstall vit_jax"
+    built, reason = build(compiler, source, include, link_flags, key_files)
+    if built is None:
+        return None, reason
+    try:
+        handle = ctypes.cdll.LoadLibrary(str(built))
+    except OSError as error:  # A missing runtime library (libgomp.so.1, say).
+        return None, f"loading {built} failed: {error}"
+    try:
+        symbol = getattr(handle, handler)
+    except AttributeError:  # A source from another version of vit_jax, say.
+        return None, f"{built} has no handler {handler}: reinstall vit_jax"
+    jax.ffi.register_ffi_target(target, jax.ffi.pycapsule(symbol), platform="cpu")
+    return handle, None
 
 
 def batched_matmul(

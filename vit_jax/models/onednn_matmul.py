@@ -24,9 +24,7 @@ exported never contain it (`models.backend_tuning`).
 
 from __future__ import annotations
 
-import ctypes
 import functools
-import shutil
 import sys
 from pathlib import Path
 
@@ -51,28 +49,16 @@ def load() -> str | None:
     """Builds (once per source and toolchain), loads and registers the custom call in this
     process. Returns None when it is ready, else why it is not (never raises)."""
     global _uses_amx
-    compiler = shutil.which("g++")
     include, lib = Path(sys.prefix) / "include", Path(sys.prefix) / "lib"
-    if compiler is None:
-        return "no g++ on PATH to build the oneDNN custom call"
-    if not SOURCE.is_file():
-        return f"its source {SOURCE} is missing: reinstall vit_jax"
     needed = (include / "dnnl.hpp", include / VERSION_HEADER, lib / "libdnnl.so")
     if not all(path.is_file() for path in needed):
         return f"oneDNN is not installed in {sys.prefix}: {INSTALL_HINT}"
-    library, reason = native_matmul.build(
-        compiler, SOURCE, include, [f"-L{lib}", "-ldnnl", f"-Wl,-rpath,{lib}"],
-        [include / VERSION_HEADER],
+    handle, reason = native_matmul.build_and_register(
+        "oneDNN", SOURCE, include, [f"-L{lib}", "-ldnnl", f"-Wl,-rpath,{lib}"],
+        [include / VERSION_HEADER], TARGET, "OnednnBatchedMatmul",
     )  # fmt: skip
-    if library is None:
+    if handle is None:
         return reason
-    try:
-        handle = ctypes.cdll.LoadLibrary(str(library))
-    except OSError as error:  # A missing libgomp.so.1, say.
-        return f"loading {library} failed: {error}"
-    jax.ffi.register_ffi_target(
-        TARGET, jax.ffi.pycapsule(handle.OnednnBatchedMatmul), platform="cpu"
-    )
     for dtype in DTYPES:
         _supported[dtype] = bool(handle.OnednnSupportsMatmul(int(dtype == jnp.bfloat16)))
     _uses_amx = bool(handle.OnednnUsesAmx())

@@ -21,7 +21,6 @@ from __future__ import annotations
 import ctypes
 import functools
 import importlib
-import shutil
 from pathlib import Path
 
 import jax
@@ -41,30 +40,18 @@ def load() -> str | None:
     """Builds (once per source and toolchain), loads and registers the custom call in this
     process. Returns None when it is ready, else why it is not (never raises)."""
     global _core
-    compiler = shutil.which("g++")
-    if compiler is None:
-        return "no g++ on PATH to build the OpenBLAS custom call"
-    if not SOURCE.is_file():
-        return f"its source {SOURCE} is missing: reinstall vit_jax"
     try:
         wheel = importlib.import_module("scipy_openblas32")
         include, lib = Path(wheel.get_include_dir()), Path(wheel.get_lib_dir())
         name = wheel.get_library()  # "scipy_openblas": linked as -lscipy_openblas.
     except (ImportError, AttributeError, OSError, IndexError) as error:
         return f"OpenBLAS is not installed ({error}): {INSTALL_HINT}"
-    library, reason = native_matmul.build(
-        compiler, SOURCE, include, [f"-L{lib}", f"-l{name}", f"-Wl,-rpath,{lib}"],
-        [include / "openblas_config.h"],
+    handle, reason = native_matmul.build_and_register(
+        "OpenBLAS", SOURCE, include, [f"-L{lib}", f"-l{name}", f"-Wl,-rpath,{lib}"],
+        [include / "openblas_config.h"], TARGET, "OpenblasBatchedMatmul",
     )  # fmt: skip
-    if library is None:
+    if handle is None:
         return reason
-    try:
-        handle = ctypes.cdll.LoadLibrary(str(library))
-    except OSError as error:
-        return f"loading {library} failed: {error}"
-    jax.ffi.register_ffi_target(
-        TARGET, jax.ffi.pycapsule(handle.OpenblasBatchedMatmul), platform="cpu"
-    )
     handle.OpenblasInit.restype = ctypes.c_char_p
     _core = (handle.OpenblasInit() or b"").decode()
     return None
