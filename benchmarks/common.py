@@ -104,7 +104,7 @@ def round_robin_seconds(
 def with_xla_matmuls(model: Any) -> Any:
     """`model` (a `VisionTransformer`) with XLA's matmuls, for counting its FLOPs: XLA's cost
     analysis and the jaxpr count (`vit_jax.plan.flops`) do not see into the custom calls
-    (oneDNN's, OpenBLAS's) that `matmul_library="auto"` may take on CPU. Who multiplies does
+    (oneDNN's, OpenBLAS's, MKL's) that `matmul_library="auto"` may take on CPU. Who multiplies does
     not change the count."""
     return model.clone(matmul_library="xla")
 

@@ -1,12 +1,12 @@
 """The trainer's step with each matmul library, side by side in one process.
 
     python -m benchmarks.matmul_library_step [--model ViT-B_16] [--batch 8]
-        [--dtype bfloat16] [--libraries xla onednn openblas] [--attention auto] [--rounds 4]
+        [--dtype bfloat16] [--libraries xla onednn openblas mkl] [--attention auto] [--rounds 4]
         [--json]
 
 For each library (`models.matmul`, `matmul_library`: "xla", or a CPU custom call for the dense
 layers and the explicit attention core's products, "onednn" (bfloat16 or float32) or
-"openblas" (float32); "auto", the default's pick, may be added; a custom call is left out,
+"openblas" or "mkl" (float32); "auto", the default's pick, may be added; a custom call is left out,
 with the reason in the header, where it cannot run for `--dtype`) the model is
 built with the attention implementation `--attention`, its trainer step compiled at the
 trainer's defaults (`benchmarks.model_throughput.default_accum_steps`), and the first two losses
@@ -52,7 +52,10 @@ def main(argv=None) -> None:
     parser.add_argument("--image_size", type=int, default=224)
     parser.add_argument("--dtype", choices=["float32", "bfloat16"], default="bfloat16")
     parser.add_argument(
-        "--libraries", nargs="+", choices=MATMUL_LIBRARIES, default=["xla", "onednn", "openblas"]
+        "--libraries",
+        nargs="+",
+        choices=MATMUL_LIBRARIES,
+        default=["xla", "onednn", "openblas", "mkl"],
     )
     parser.add_argument("--attention", default="auto", help="model.attention_implementation")
     parser.add_argument("--rounds", type=int, default=4)

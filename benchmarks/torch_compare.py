@@ -11,8 +11,8 @@ step on softmax cross-entropy. Ours is the trainer's own step at its defaults
 `--dtype bfloat16`: our bfloat16 compute (float32 parameters) against torch's CPU autocast to
 bfloat16. `--matmul_library` is the model's (`models.matmul`): "auto", the default, takes
 oneDNN's custom call (the library torch's CPU bfloat16 matmuls use; the `onednn` extra) for
-bfloat16 on a CPU with AMX, OpenBLAS's (the `openblas` extra) for float32 on an Intel CPU whose
-OpenBLAS runs its AVX-512 kernels, XLA's otherwise; "xla", "onednn" or "openblas" forces one.
+bfloat16 on a CPU with AMX, MKL's or else OpenBLAS's (the `mkl`, `openblas` extras) for float32
+on an Intel CPU with AVX-512, XLA's otherwise; "xla", "onednn", "openblas" or "mkl" forces one.
 Needs the `torch` extra.
 
 Each side runs in the environment its users get. Ours re-executes itself first with glibc's
@@ -59,6 +59,7 @@ from benchmarks.model_throughput import (
 )
 from vit_jax import models
 from vit_jax.cli.huge_pages import environment_without_huge_pages
+from vit_jax.models.backend_tuning import CUSTOM_CALL_NAMES
 from vit_jax.models.matmul import MATMUL_LIBRARIES, resolve_library
 
 
@@ -275,7 +276,7 @@ def main(argv=None) -> None:
         return
     ours, trainer_step = jax_row(*shape, args.dtype, args.repeats, args.matmul_library)
     resolved = resolve_library(args.matmul_library, jnp.dtype(args.dtype))
-    library = {"xla": "XLA", "onednn": "oneDNN matmuls", "openblas": "OpenBLAS matmuls"}[resolved]
+    library = "XLA" if resolved == "xla" else f"{CUSTOM_CALL_NAMES[resolved]} matmuls"
     ours_name = f"vit_jax ({library}), trainer step, accum_steps {ours['accum_steps']}"
     children = {}
     try:

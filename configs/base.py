@@ -28,10 +28,10 @@ MODEL_EXTRAS = {
     # 'float32' elsewhere; models/backend_tuning.py). Float32 models are the same either way.
     "matmul_outputs": "auto",
     # Who runs the dense layers' matmuls and the explicit attention's products: 'xla', 'onednn'
-    # (oneDNN's custom call; CPU only, the `onednn` extra), 'openblas' (OpenBLAS's; CPU and
-    # float32 only, the `openblas` extra), or 'auto': oneDNN for bfloat16 on a CPU with AMX,
-    # OpenBLAS for float32 on an Intel CPU with AVX-512, where the extra is installed (measured
-    # faster there), else XLA (models/backend_tuning.py, item 5).
+    # (oneDNN's custom call; CPU only, the `onednn` extra), 'openblas' or 'mkl' (OpenBLAS's or
+    # MKL's; CPU and float32 only, the `openblas` or `mkl` extra), or 'auto': oneDNN for bfloat16
+    # on a CPU with AMX, MKL (else OpenBLAS) for float32 on an Intel CPU with AVX-512, where the
+    # extra is installed (measured faster there), else XLA (models/backend_tuning.py, item 5).
     "matmul_library": "auto",
 }
 

@@ -51,7 +51,9 @@ def test_wheel_ships_the_native_sources(wheel):
     names = zipfile.ZipFile(wheel).namelist()
     for source in (
         "onednn_batched_matmul.cc",
-        "openblas_batched_matmul.cc",
+        "cblas_batched_matmul.cc",
+        "openblas_binding.h",
+        "mkl_binding.h",
         "batched_matmul_shapes.h",
     ):
         assert f"vit_jax/models/native/{source}" in names

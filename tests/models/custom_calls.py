@@ -1,4 +1,4 @@
-"""For tests of the CPU matmul custom calls (`models.onednn_matmul`, `models.openblas_matmul`):
+"""For tests of the CPU matmul custom calls (`models.onednn_matmul`, `models.cblas_matmul`):
 skip where one cannot run here, but never where it should: with its extra and g++ installed,
 it must build."""
 
@@ -17,10 +17,13 @@ from vit_jax.models.backend_tuning import CUSTOM_CALLS
 PACKAGES = {
     "onednn": ("onednn-cpu-gomp", "onednn-devel-cpu-gomp"),
     "openblas": ("scipy-openblas32",),
+    "mkl": ("mkl",),
 }
 BFLOAT16, FLOAT32 = jnp.dtype(jnp.bfloat16), jnp.dtype(jnp.float32)
 # (library, dtype) pairs each custom call takes.
-LIBRARY_DTYPES = [("onednn", BFLOAT16), ("onednn", FLOAT32), ("openblas", FLOAT32)]
+LIBRARY_DTYPES = [
+    ("onednn", BFLOAT16), ("onednn", FLOAT32), ("openblas", FLOAT32), ("mkl", FLOAT32),
+]  # fmt: skip
 
 
 def installed(library: str) -> bool:

@@ -46,7 +46,7 @@ def test_cpu_training_splits_batches_whose_activations_overflow_the_budget(shape
     assert images % choice == 0
 
 
-@pytest.mark.parametrize("library", ["onednn", "openblas"])
+@pytest.mark.parametrize("library", list(backend_tuning.CUSTOM_CALLS))
 def test_cpu_training_with_custom_call_matmuls_takes_larger_micro_batches(library):
     """The custom calls' matmuls gain from more rows per call: a 40 MiB budget, 16 ViT-B/16
     images."""
@@ -139,7 +139,7 @@ def test_programs_for_other_devices_compile_a_portable_attention(platforms, want
     assert backend_tuning.attention_compiled_for(platforms) == want
 
 
-@pytest.mark.parametrize("library", ["onednn", "openblas"])
+@pytest.mark.parametrize("library", list(backend_tuning.CUSTOM_CALLS))
 @pytest.mark.parametrize("platforms", [["cpu"], ["tpu"], ["cpu", "cuda"]])
 def test_custom_call_matmuls_are_never_compiled_for_other_devices(library, platforms):
     """A custom call exists only in the CPU process that built it: a plan or an export with
@@ -166,34 +166,40 @@ def test_programs_for_other_devices_run_xla_matmuls_for_auto():
 
 
 INTEL, AMD = "GenuineIntel", "AuthenticAMD"
+NO_MKL = "MKL is not installed (a test)"
 
 
 @pytest.mark.parametrize(
-    "dtype, unavailable, amx, core, vendor, want",
+    "dtype, unavailable, mkl, amx, core, vendor, avx512, want",
     [
-        (jnp.bfloat16, None, True, "SkylakeX", INTEL, "onednn"),
-        (jnp.bfloat16, None, False, "SkylakeX", INTEL, "xla"),  # bf16 without AMX: unmeasured.
-        (jnp.bfloat16, "no g++ on PATH", True, "SkylakeX", INTEL, "xla"),  # Not built: no error.
-        (jnp.float32, None, True, "SkylakeX", INTEL, "openblas"),  # oneDNN's f32: not faster.
-        (jnp.float32, None, True, "SapphireRapids", INTEL, "openblas"),
-        (jnp.float32, None, True, "Haswell", INTEL, "xla"),  # OpenBLAS's AVX2 kernels: unmeasured.
-        (jnp.float32, None, True, "SkylakeX", AMD, "xla"),  # Zen 4 runs SkylakeX's: unmeasured.
-        (jnp.float32, "no g++ on PATH", True, "SkylakeX", INTEL, "xla"),
-        (jnp.float16, None, True, "SkylakeX", INTEL, "xla"),
+        (jnp.bfloat16, None, None, True, "SkylakeX", INTEL, True, "onednn"),  # MKL: f32 only.
+        (jnp.bfloat16, None, NO_MKL, False, "SkylakeX", INTEL, True, "xla"),  # No AMX: unmeasured.
+        (jnp.bfloat16, "no g++ on PATH", NO_MKL, True, "SkylakeX", INTEL, True, "xla"),  # No error.
+        (jnp.float32, None, None, True, "SkylakeX", INTEL, True, "mkl"),  # MKL before OpenBLAS.
+        (jnp.float32, None, None, True, "Haswell", INTEL, False, "xla"),  # AVX2: unmeasured.
+        (jnp.float32, None, None, True, "SkylakeX", AMD, True, "xla"),  # Zen 4: unmeasured.
+        (jnp.float32, None, NO_MKL, True, "SkylakeX", INTEL, True, "openblas"),  # oneDNN's f32:
+        (jnp.float32, None, NO_MKL, True, "SapphireRapids", INTEL, True, "openblas"),  # slower.
+        (jnp.float32, None, NO_MKL, True, "Haswell", INTEL, False, "xla"),
+        (jnp.float32, None, NO_MKL, True, "SkylakeX", AMD, True, "xla"),
+        (jnp.float32, "no g++ on PATH", "no g++ on PATH", True, "SkylakeX", INTEL, True, "xla"),
+        (jnp.float16, None, None, True, "SkylakeX", INTEL, True, "xla"),
     ],
 )
-def test_auto_matmul_library_takes_onednn_for_bfloat16_with_amx_and_openblas_for_float32(
-    monkeypatch, dtype, unavailable, amx, core, vendor, want
+def test_auto_matmul_library_takes_onednn_for_bfloat16_with_amx_and_mkl_or_openblas_for_float32(
+    monkeypatch, dtype, unavailable, mkl, amx, core, vendor, avx512, want
 ):
-    from vit_jax.models import onednn_matmul, openblas_matmul
+    from vit_jax.models import cblas_matmul, onednn_matmul
 
     monkeypatch.setattr(backend_tuning, "cpu_vendor", lambda: vendor)
+    monkeypatch.setattr(backend_tuning, "cpu_has_avx512", lambda: avx512)
     monkeypatch.setattr(jax, "default_backend", lambda: "cpu")
     monkeypatch.setattr(jax, "device_count", lambda: 1)
-    for module in (onednn_matmul, openblas_matmul):
-        monkeypatch.setattr(module, "unavailable", lambda dtype: unavailable)
+    for library in (onednn_matmul, cblas_matmul.OPENBLAS):
+        monkeypatch.setattr(library, "unavailable", lambda dtype: unavailable)
+    monkeypatch.setattr(cblas_matmul.MKL, "unavailable", lambda dtype: mkl)
     monkeypatch.setattr(onednn_matmul, "uses_amx", lambda: amx)
-    monkeypatch.setattr(openblas_matmul, "core", lambda: core)
+    monkeypatch.setattr(cblas_matmul.OPENBLAS, "describe", lambda: core)
     assert backend_tuning.auto_matmul_library(dtype) == want
     # Several devices: the custom call has no partitioning rule, so XLA's matmuls.
     monkeypatch.setattr(jax, "device_count", lambda: 8)
@@ -201,6 +207,18 @@ def test_auto_matmul_library_takes_onednn_for_bfloat16_with_amx_and_openblas_for
     monkeypatch.setattr(jax, "device_count", lambda: 1)
     monkeypatch.setattr(jax, "default_backend", lambda: "gpu")
     assert backend_tuning.auto_matmul_library(dtype) == "xla"
+
+
+def test_cpu_features_are_read_from_proc_cpuinfo():
+    """What "auto" reads of the CPU: this host's vendor and flags, "" and False where unread."""
+    try:
+        with open("/proc/cpuinfo") as info:
+            text = info.read()
+    except OSError:
+        assert (backend_tuning.cpu_vendor(), backend_tuning.cpu_has_avx512()) == ("", False)
+        return
+    assert backend_tuning.cpu_vendor() in text and backend_tuning.cpu_vendor() != ""
+    assert backend_tuning.cpu_has_avx512() == (" avx512f " in text.replace("\n", " "))
 
 
 @pytest.mark.parametrize(

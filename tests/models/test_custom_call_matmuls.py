@@ -1,7 +1,7 @@
-"""models.onednn_matmul and models.openblas_matmul: each library's batched matmul as an XLA
-custom call gives NumPy's products in every operand layout (OpenBLAS's also when it splits one
-matrix into row or column blocks), with any number of batch axes and under `jax.vmap`, also
-with several calls in one program, and refuses bad operands with a clear error."""
+"""models.onednn_matmul and models.cblas_matmul (OpenBLAS, MKL): each library's batched matmul as an
+XLA custom call gives NumPy's products in every operand layout (OpenBLAS's also when it splits one
+matrix into row or column blocks), with any number of batch axes and under `jax.vmap`, also with
+several calls in one program, and refuses bad operands with a clear error."""
 
 from __future__ import annotations
 
@@ -15,7 +15,7 @@ import pytest
 
 from tests.models import custom_calls
 from tests.models.custom_calls import BFLOAT16, FLOAT32, LIBRARY_DTYPES
-from vit_jax.models import native_matmul, onednn_matmul, openblas_matmul
+from vit_jax.models import cblas_matmul, native_matmul, onednn_matmul
 from vit_jax.models.backend_tuning import CUSTOM_CALLS
 
 LIBRARIES = list(CUSTOM_CALLS)
@@ -80,7 +80,9 @@ def test_empty_operands(library, lhs, rhs):
     np.testing.assert_array_equal(np.asarray(got), np.zeros((*lhs[:2], rhs[2]), np.float32))
 
 
-@pytest.mark.parametrize("library, dtype", [("onednn", BFLOAT16), ("openblas", FLOAT32)])
+@pytest.mark.parametrize(
+    "library, dtype", [("onednn", BFLOAT16), ("openblas", FLOAT32), ("mkl", FLOAT32)]
+)
 def test_concurrent_calls_are_right(library, dtype):
     # Independent calls in one program may run on several XLA threads at once: oneDNN shares
     # one scratchpad between primitives unless built for concurrent execution, so each call
@@ -152,15 +154,32 @@ def test_dtypes_are_checked_before_running():
         onednn_matmul.batched_matmul(half, half)
 
 
-def test_openblas_takes_float32_only_and_names_its_kernel():
-    custom_calls.require(jnp.float32, "openblas")
+@pytest.mark.parametrize("library", ["openblas", "mkl"])
+def test_cblas_libraries_take_float32_only_and_describe_themselves(library):
+    custom_calls.require(jnp.float32, library)
+    blas = CUSTOM_CALLS[library]
     bf16 = jnp.zeros((1, 2, 2), jnp.bfloat16)
-    with pytest.raises(RuntimeError, match=r"OpenBLAS's batched matmul is unavailable: .*float32"):
-        openblas_matmul.batched_matmul(bf16, bf16)
+    with pytest.raises(RuntimeError, match=rf"{blas.name}'s batched matmul is unavailable: .*f"):
+        blas.batched_matmul(bf16, bf16)
     with pytest.raises(ValueError, match="one dtype"):
-        openblas_matmul.batched_matmul(jnp.zeros((1, 2, 3), jnp.bfloat16), jnp.zeros((1, 3, 2)))
-    # What "auto" reads (`backend_tuning.OPENBLAS_AUTO_CORES`): a real kernel name, never empty.
-    assert openblas_matmul.core() not in ("", "Unknown")
+        blas.batched_matmul(jnp.zeros((1, 2, 3), jnp.bfloat16), jnp.zeros((1, 3, 2)))
+    if library == "openblas":  # What "auto" reads (`backend_tuning.OPENBLAS_AUTO_CORES`).
+        assert blas.describe() not in ("", "Unknown")
+    else:  # MKL's version string; set up single-threaded, so Intel's OpenMP is never loaded.
+        assert blas.describe().startswith("Intel(R)")
+        with open("/proc/self/maps") as maps:
+            assert "libiomp5" not in maps.read()
+
+
+def test_a_missing_cblas_library_says_how_to_install_it(monkeypatch):
+    """A library whose wheel is missing: its reason names the extra, and nothing is built."""
+    missing = cblas_matmul.CblasLibrary(
+        "Missing", "mkl_binding.h", "vit_jax_test_missing", "pip install it (a test)",
+        lambda: "Missing is not installed (a test)",
+    )  # fmt: skip
+    assert missing.load() == "Missing is not installed (a test): pip install it (a test)"
+    assert missing.unavailable(jnp.float32) == missing.load()
+    assert missing.describe() == ""
 
 
 @pytest.mark.parametrize("library, dtype", LIBRARY_DTYPES)

@@ -344,7 +344,7 @@ def _custom_calls(library="onednn", dtype=jnp.float32, **fields) -> int:
 DENSE_LAYERS = 1 + 4 * tiny.TRANSFORMER["num_layers"] + 1 + 1 + 1
 
 
-@pytest.mark.parametrize("library", ["onednn", "openblas"])
+@pytest.mark.parametrize("library", list(backend_tuning.CUSTOM_CALLS))
 def test_custom_call_model_runs_every_dense_layer_by_it(library):
     """With XLA's attention core (no custom call of its own), the forward pass holds one
     custom call per dense layer. A layer left on XLA would lower the count."""
@@ -395,16 +395,18 @@ def test_onednn_matmuls_are_refused_where_they_cannot_run(monkeypatch):
         )
 
 
-def test_openblas_matmuls_are_refused_for_other_dtypes_and_devices(monkeypatch):
-    custom_calls.require(jnp.float32, "openblas")
+@pytest.mark.parametrize("library", ["openblas", "mkl"])
+def test_cblas_matmuls_are_refused_for_other_dtypes_and_devices(monkeypatch, library):
+    custom_calls.require(jnp.float32, library)
     x = _inputs()
     params = SelfAttention(4).init(jax.random.key(0), x)["params"]
-    bfloat16 = SelfAttention(4, dtype=jnp.bfloat16, matmul_library="openblas")
-    with pytest.raises(ConfigError, match=r"'openblas' cannot run here: .*float32 operands only"):
+    bfloat16 = SelfAttention(4, dtype=jnp.bfloat16, matmul_library=library)
+    with pytest.raises(ConfigError, match=rf"'{library}' cannot run here: .*float32 operands only"):
         bfloat16.apply({"params": params}, x)
     monkeypatch.setattr(jax, "default_backend", lambda: "gpu")
-    with pytest.raises(ConfigError, match="OpenBLAS's custom call runs on CPU only"):
-        SelfAttention(4, matmul_library="openblas").apply({"params": params}, x)
+    name = backend_tuning.CUSTOM_CALL_NAMES[library]
+    with pytest.raises(ConfigError, match=f"{name}'s custom call runs on CPU only"):
+        SelfAttention(4, matmul_library=library).apply({"params": params}, x)
 
 
 def test_unknown_attention_implementation_is_a_config_error():
@@ -416,13 +418,13 @@ def test_unknown_attention_implementation_is_a_config_error():
 
 
 def test_unknown_matmul_library_is_a_config_error():
-    choices = r"\('auto', 'xla', 'onednn', 'openblas'\)"
-    with pytest.raises(ConfigError, match=rf"Unknown matmul_library 'mkl'.*{choices}"):
-        models.get_model("ViT-Ti_16", num_classes=10, matmul_library="mkl")
+    choices = r"\('auto', 'xla', 'onednn', 'openblas', 'mkl'\)"
+    with pytest.raises(ConfigError, match=rf"Unknown matmul_library 'accelerate'.*{choices}"):
+        models.get_model("ViT-Ti_16", num_classes=10, matmul_library="accelerate")
     x = _inputs()
     params = SelfAttention(4).init(jax.random.key(0), x)["params"]
-    with pytest.raises(ConfigError, match="Unknown matmul_library 'mkl'"):
-        SelfAttention(4, matmul_library="mkl").apply({"params": params}, x)
+    with pytest.raises(ConfigError, match="Unknown matmul_library 'accelerate'"):
+        SelfAttention(4, matmul_library="accelerate").apply({"params": params}, x)
 
 
 @pytest.mark.parametrize("dtype", [jnp.float32, jnp.bfloat16])

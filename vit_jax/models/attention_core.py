@@ -22,9 +22,9 @@ than JAX's gradient and the trainer step 1.06x (benchmarks/RESULTS.md, "Packed a
 `python -m benchmarks.attention_core`). For float32 the same VJP was slower, with or without
 the unit axes, so float32 keeps JAX's gradient.
 
-`packed_attention(qkv, products="onednn")` (or "openblas") runs the same VJP, for float32 too,
-with its six batched products by that library's XLA custom call on CPU
-(`models.onednn_matmul`, `models.openblas_matmul`) instead of XLA's dots: the explicit attention
+`packed_attention(qkv, products="onednn")` (or "openblas", "mkl") runs the same VJP, for float32
+too, with its six batched products by that library's XLA custom call on CPU
+(`models.onednn_matmul`, `models.cblas_matmul`) instead of XLA's dots: the explicit attention
 of a model with that `matmul_library` (`models.attention`), measured in
 `models.backend_tuning` (item 5). Reverse mode only, as the custom VJP is, float32
 included.

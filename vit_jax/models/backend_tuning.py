@@ -71,13 +71,13 @@ it gets JAX's own defaults.
    bfloat16 2.41) and one piece slowest (1.22 and 2.07). Measured for ViT-B/16 at 224 px
    only; other shapes follow the same byte budget unmeasured (B/16 at 384 px: 1 image, L/16
    at 224 px: 3).
-   With a custom call's matmuls (item 5: "onednn" or "openblas", or "auto" where it picks one) the
-   CPU's budget is `CUSTOM_CALL_TRAIN_ACTIVATION_BYTES` = 40 MiB (ViT-B/16 at 224 px: 16 images):
-   their matmuls gain from more rows per call where XLA's lose. OpenBLAS, float32 batch 8 (session
-   32, one in-process run): whole batch 1.088x XLA's 4-image step, 4-image pieces 1.029x. oneDNN,
-   bfloat16 on the Intel host (RESULTS.md, session 30), against micro-batches of 4 images in the
-   same process: batch 8 in one piece 1.13x and 1.03x (two runs); batch 32 in 16 images 1.115x, in
-   one piece 1.134x; the whole batch-32 step (`model.apply` under `jax.grad`) 1.12x the trainer's
+   With a custom call's matmuls (item 5: "onednn", "openblas", "mkl", or "auto" where it picks one)
+   the CPU's budget is `CUSTOM_CALL_TRAIN_ACTIVATION_BYTES` = 40 MiB (ViT-B/16 at 224 px: 16
+   images): their matmuls gain from more rows per call where XLA's lose. OpenBLAS, float32 batch 8
+   (session 32, one in-process run): whole batch 1.088x XLA's 4-image step, 4-image pieces 1.029x.
+   oneDNN, bfloat16 on the Intel host (RESULTS.md, session 30), against micro-batches of 4 images in
+   the same process: batch 8 in one piece 1.13x and 1.03x (two runs); batch 32 in 16 images 1.115x,
+   in one piece 1.134x; the whole batch-32 step (`model.apply` under `jax.grad`) 1.12x the trainer's
    in 4-image pieces.
    TPU and GPU: whole batches (one micro-batch).
 
@@ -100,24 +100,24 @@ it gets JAX's own defaults.
 
 5. The library that runs the matmuls (`matmul_library`, `models.matmul`): "xla", or a CPU custom
    call (`CUSTOM_CALLS`): "onednn", oneDNN's (`models.onednn_matmul`; the `onednn` extra), or
-   "openblas", OpenBLAS's (float32; below). Either runs the dense layers' matmuls (patch embedding,
-   projections, MLP, pre-logits, head; not a hybrid's ResNet stem) and the explicit attention
-   core's six batched products. "auto" (the default, `auto_matmul_library`): "onednn" for bfloat16
-   compute in a process with one CPU device (JAX's default on CPU), where oneDNN runs with AMX and
-   the extra is installed (its first use builds the custom call, once per toolchain, into the
-   user's cache; where the build fails, "auto" is XLA); "openblas" for float32 on Intel AVX-512 CPUs
-   (below). "xla" otherwise: oneDNN's float32 (not faster, below); bfloat16 on CPUs without AMX
-   (the AMD EPYC host with AVX-512 bf16 was never measured with it); processes with several devices
-   (a multi-process CPU run, forced host devices), since the custom call has no partitioning rule
-   and XLA would gather its operands onto every device, each then multiplying the whole batch; GPUs
-   and TPUs; and any program compiled for other devices or exported (`model_fields_compiled_for`).
-   On the Intel Xeon host (AVX-512 bf16, AMX, 2 cores; RESULTS.md, session 30) the trainer's
-   bfloat16 step of ViT-B/16 at batch 8 was 1.05-1.23x faster with it (three in-process runs,
-   micro-batches of 4 images), and 1.07x / 1.04x of torch eager / `torch.compile` against 0.94x
-   / 0.91x with XLA's; in float32 it was not (0.98x), as oneDNN's float32 dense matmuls are no
-   faster than XLA's there. With oneDNN running the attention core's products only (session 29)
-   the bfloat16 step was 0.87x and 1.05x.
-   "openblas", OpenBLAS's float32 sgemm as a custom call (`models.openblas_matmul`; CPU and float32
+   "openblas" and "mkl", OpenBLAS's and MKL's (float32; below). Each runs the dense layers' matmuls
+   (patch embedding, projections, MLP, pre-logits, head; not a hybrid's ResNet stem) and the
+   explicit attention core's six batched products. "auto" (the default, `auto_matmul_library`):
+   "onednn" for bfloat16 compute in a process with one CPU device (JAX's default on CPU), where
+   oneDNN runs with AMX and the extra is installed (its first use builds the custom call, once per
+   toolchain, into the user's cache; where the build fails, "auto" is XLA); "mkl", else "openblas",
+   for float32 on Intel AVX-512 CPUs (below). "xla" otherwise: oneDNN's float32 (not faster, below);
+   bfloat16 on CPUs without AMX (the AMD EPYC host with AVX-512 bf16 was never measured with it);
+   processes with several devices (a multi-process CPU run, forced host devices), since the custom
+   call has no partitioning rule and XLA would gather its operands onto every device, each then
+   multiplying the whole batch; GPUs and TPUs; and any program compiled for other devices or
+   exported (`model_fields_compiled_for`). On the Intel Xeon host (AVX-512 bf16, AMX, 2 cores;
+   RESULTS.md, session 30) the trainer's bfloat16 step of ViT-B/16 at batch 8 was 1.05-1.23x faster
+   with it (three in-process runs, micro-batches of 4 images), and 1.07x / 1.04x of torch eager /
+   `torch.compile` against 0.94x / 0.91x with XLA's; in float32 it was not (0.98x), as oneDNN's
+   float32 dense matmuls are no faster than XLA's there. With oneDNN running the attention core's
+   products only (session 29) the bfloat16 step was 0.87x and 1.05x.
+   "openblas", OpenBLAS's float32 sgemm as a custom call (`models.cblas_matmul`; CPU and float32
    only, the `openblas` extra), runs the same layers and products. "auto" takes it for float32
    compute in a process with one CPU device, on an Intel CPU where OpenBLAS runs one of its AVX-512
    kernels (`OPENBLAS_AUTO_CORES`, `cpu_vendor`), where the extra is installed and builds. On the
@@ -133,8 +133,14 @@ it gets JAX's own defaults.
    (in the 1.106x run), so the attention's products by OpenBLAS count; against torch 0.898x /
    0.944x, against XLA's 0.866x / 0.879x (separate runs). Other CPUs (OpenBLAS's AVX2 kernels;
    AMD's, whose AVX-512 ones OpenBLAS also runs with these kernels) were not measured and keep XLA.
-   "onednn" or "openblas" set by the user in a program compiled for other devices or exported:
-   refused (`check_portable`).
+   "mkl", the same custom call by Intel MKL's sgemm (`models.cblas_matmul`, the `mkl` extra: large,
+   about 1 GB installed). "auto" takes it before OpenBLAS for float32 where it is installed and
+   builds, on the same CPUs: Intel with AVX-512 (`cpu_has_avx512`; MKL picks its own kernels).
+   On the Intel Xeon host (session 33): one MLP matmul single-threaded, MKL's sgemm about 1.1-1.2x
+   OpenBLAS's (noisy); the trainer's float32 step at batch 8 in one process, against OpenBLAS's,
+   1.133x (MKL 2024.2), 0.997x and 1.095x (MKL 2026.2): about 1.09x, by as much as the noise.
+   "onednn", "openblas" or "mkl" set by the user in a program compiled for other devices or
+   exported: refused (`check_portable`).
 
 Outside this module, one process setting: the command lines `python -m vit_jax.train` and
 `vit_jax.infer` re-execute themselves with glibc's huge pages for XLA:CPU's per-step buffers
@@ -153,14 +159,14 @@ import jax
 import jax.numpy as jnp
 
 from vit_jax.errors import ConfigError
-from vit_jax.models import onednn_matmul, openblas_matmul
+from vit_jax.models import cblas_matmul, onednn_matmul
 
 # The libraries whose matmuls run as CPU custom calls (item 5), and what a library resolves to.
-CustomCallLibrary = Literal["onednn", "openblas"]
-ResolvedLibrary = Literal["xla", "onednn", "openblas"]
-CUSTOM_CALLS = {"onednn": onednn_matmul, "openblas": openblas_matmul}
+CustomCallLibrary = Literal["onednn", "openblas", "mkl"]
+ResolvedLibrary = Literal["xla", "onednn", "openblas", "mkl"]
+CUSTOM_CALLS = {"onednn": onednn_matmul, "openblas": cblas_matmul.OPENBLAS, "mkl": cblas_matmul.MKL}
 # How messages name them.
-CUSTOM_CALL_NAMES = {"onednn": "oneDNN", "openblas": "OpenBLAS"}
+CUSTOM_CALL_NAMES = {"onednn": "oneDNN", "openblas": "OpenBLAS", "mkl": "MKL"}
 # OpenBLAS's kernels ("cores") that "auto" takes OpenBLAS on for float32 (item 5), on Intel
 # CPUs only: its AVX-512 ones, where its sgemm is SkylakeX's. OpenBLAS also runs them on AMD's
 # AVX-512 CPUs (Zen 4 and later), which were not measured. Measured on "SkylakeX" (the Intel
@@ -175,7 +181,7 @@ TOKENS_PER_MICRO_BATCH = 800
 ONEDNN_TOKENS_PER_MICRO_BATCH = 4 * TOKENS_PER_MICRO_BATCH
 # Bytes of one layer's MLP activation per training micro-batch and device on CPU; item 3.
 TRAIN_ACTIVATION_BYTES = 10 * 2**20
-# The same with a custom call's matmuls (`matmul_library="onednn"` or "openblas"); item 3.
+# The same with a custom call's matmuls (`matmul_library` one of `CUSTOM_CALLS`); item 3.
 CUSTOM_CALL_TRAIN_ACTIVATION_BYTES = 4 * TRAIN_ACTIVATION_BYTES
 
 
@@ -216,7 +222,7 @@ class BackendChoices:
         is the resolved library, not "auto" (`models.matmul.resolve_library`)."""
         if matmul_library not in ("xla", *CUSTOM_CALLS):
             raise ValueError(
-                f"want a resolved matmul_library, 'xla', 'onednn' or 'openblas'; got "
+                f"want a resolved matmul_library, 'xla' or one of {tuple(CUSTOM_CALLS)}; got "
                 f"{matmul_library!r}"
             )
         if self.train_activation_bytes is None:
@@ -301,7 +307,7 @@ def auto_attention(head_dim: int, dtype: Any) -> Literal["explicit", "cudnn"] | 
 
 
 def custom_call_unavailable(library: CustomCallLibrary, dtype: Any) -> str | None:
-    """None where `matmul_library=library` ("onednn" or "openblas") runs in this process for
+    """None where `matmul_library=library` (one of `CUSTOM_CALLS`) runs in this process for
     `dtype` compute, else why not: its custom call (`CUSTOM_CALLS`) runs on CPU only and needs
     its optional build and the library's matmul for the dtype on this CPU (item 5)."""
     backend = jax.default_backend()
@@ -315,32 +321,45 @@ def auto_matmul_library(dtype: Any) -> ResolvedLibrary:
     """The library that `matmul_library="auto"` runs in this process for `dtype` compute
     (item 5), in a process with one CPU device where its custom call is ready
     (`custom_call_unavailable`; a failed build falls back silently): "onednn" for bfloat16
-    where oneDNN runs with AMX, "openblas" for float32 on an Intel CPU where OpenBLAS runs one
-    of `OPENBLAS_AUTO_CORES`; else "xla"."""
+    where oneDNN runs with AMX; for float32 on an Intel CPU with AVX-512, "mkl" where installed,
+    else "openblas" where OpenBLAS runs one of `OPENBLAS_AUTO_CORES`; else "xla"."""
     if jax.device_count() > 1:
         return "xla"  # The custom calls have no partitioning rule: see item 5.
     if jnp.dtype(dtype) == jnp.bfloat16:
         if custom_call_unavailable("onednn", dtype) is None and onednn_matmul.uses_amx():
             return "onednn"
     elif jnp.dtype(dtype) == jnp.float32 and cpu_vendor() == INTEL_VENDOR:
+        # MKL first (measured 1.13x OpenBLAS in the step), on the CPUs OpenBLAS was measured on.
+        if cpu_has_avx512() and custom_call_unavailable("mkl", dtype) is None:
+            return "mkl"
         if custom_call_unavailable("openblas", dtype) is None:
-            if openblas_matmul.core() in OPENBLAS_AUTO_CORES:
+            if cblas_matmul.OPENBLAS.describe() in OPENBLAS_AUTO_CORES:
                 return "openblas"
     return "xla"
 
 
 @functools.cache
-def cpu_vendor() -> str:
-    """This CPU's vendor string ("GenuineIntel", "AuthenticAMD"), or "" where it cannot be read
+def _cpuinfo(field: str) -> str:
+    """The value of `field` for the first CPU in /proc/cpuinfo, or "" where it cannot be read
     (not Linux: /proc/cpuinfo is Linux's)."""
     try:
         with open("/proc/cpuinfo") as info:
             for line in info:
-                if line.startswith("vendor_id"):
+                if line.split(":", 1)[0].strip() == field:
                     return line.split(":", 1)[1].strip()
     except OSError:
         pass
     return ""
+
+
+def cpu_vendor() -> str:
+    """This CPU's vendor string ("GenuineIntel", "AuthenticAMD"), or "" where it cannot be read."""
+    return _cpuinfo("vendor_id")
+
+
+def cpu_has_avx512() -> bool:
+    """Whether this CPU has AVX-512 (its foundation, `avx512f`), as far as it can be read."""
+    return "avx512f" in _cpuinfo("flags").split()
 
 
 def attention_compiled_for(platforms: Sequence[str]) -> Literal["explicit", "xla"]:

@@ -22,7 +22,7 @@ backend's (`models.backend_tuning`, item 4; `resolve_outputs`), and `einsum`, `m
 
 Which library runs the dense layers' matmuls (`matmul_library`): "xla", or a CPU custom call
 (CPU only, an optional build each): "onednn" (`models.onednn_matmul`, bfloat16 or float32) or
-"openblas" (`models.openblas_matmul`, float32), for `matmul` and `dense_dot_general` in either
+"openblas" or "mkl" (`models.cblas_matmul`, float32), for `matmul` and `dense_dot_general` in either
 form of outputs; "auto" (the default) takes a custom call where it was measured faster and is
 present, else XLA (`models.backend_tuning`, item 5; `resolve_library`).
 The attention core's products follow the same choice (`models.attention`).
@@ -42,7 +42,7 @@ from vit_jax.models.backend_tuning import CUSTOM_CALLS, ResolvedLibrary
 
 MatmulOutputs = Literal["auto", "float32", "compute"]
 MATMUL_OUTPUTS: tuple[MatmulOutputs, ...] = get_args(MatmulOutputs)
-MatmulLibrary = Literal["auto", "xla", "onednn", "openblas"]
+MatmulLibrary = Literal["auto", "xla", "onednn", "openblas", "mkl"]
 MATMUL_LIBRARIES: tuple[MatmulLibrary, ...] = get_args(MatmulLibrary)
 
 
@@ -154,15 +154,15 @@ def check_outputs(outputs: str) -> None:
 
 def check_library(library: str, dtype: object | None = None) -> None:
     """Raises a ConfigError naming the choices unless `library` is one of them, or, given the
-    compute `dtype`, saying why a custom call ("onednn", "openblas") cannot run it in this
+    compute `dtype`, saying why a custom call ("onednn", "openblas", "mkl") cannot run it in this
     process."""
     if library not in MATMUL_LIBRARIES:
         raise ConfigError(
             f"Unknown matmul_library {library!r} (config key model.matmul_library); expected "
             f"one of {MATMUL_LIBRARIES}: 'xla' runs the matmuls by XLA, 'onednn' by oneDNN's "
-            "custom call (CPU only, the `onednn` extra; models/onednn_matmul.py), 'openblas' by "
-            "OpenBLAS's (CPU and float32 only, the `openblas` extra; "
-            "models/openblas_matmul.py), 'auto' (the default) takes one of them where it is "
+            "custom call (CPU only, the `onednn` extra; models/onednn_matmul.py), 'openblas' and "
+            "'mkl' by OpenBLAS's and MKL's (CPU and float32 only, the `openblas` and `mkl` "
+            "extras; models/cblas_matmul.py), 'auto' (the default) takes one of them where it is "
             "present and measured faster (models/backend_tuning.py, item 5)."
         )
     if library in CUSTOM_CALLS and dtype is not None:
@@ -236,7 +236,7 @@ def _is_dense(lhs, rhs, dimension_numbers, precision) -> bool:
 def dense_dot_general(outputs: MatmulOutputs, library: MatmulLibrary = "xla"):
     """A `dot_general` for `nn.Dense(dot_general=...)` that returns what `outputs` says:
     `dot_general_f32`, or `lax.dot_general` in the operands' dtype (Flax's own) for "compute"
-    outputs of low-precision operands; with a custom call's `library` ("onednn", "openblas"),
+    outputs of low-precision operands; with a custom call's `library` ("onednn", "openblas", "mkl"),
     Dense's contraction runs by it (`matmul`), and with "auto" where `resolve_library` says
     so."""
     check_outputs(outputs)  # An unknown value fails when the module is traced, not later.

@@ -1,4 +1,4 @@
-"""What the CPU matmul custom calls share (`models.onednn_matmul`, `models.openblas_matmul`):
+"""What the CPU matmul custom calls share (`models.onednn_matmul`, `models.cblas_matmul`):
 building their C++ source on the user's machine, the call itself (one operand contract,
 `native/batched_matmul_shapes.h`) and the dense layer's VJP on top of it.
 

@@ -47,7 +47,8 @@ class VisionTransformer(nn.Module):
     `SelfAttention`); `matmul_outputs` whether a bfloat16 model's weight matmuls (patch
     embedding, projections, MLP, pre-logits, head) return float32 or bfloat16 ("auto",
     "float32", "compute"); `matmul_library` who runs them and the explicit attention's products
-    ("auto", "xla", or "onednn" or "openblas" on CPU; `models.matmul`). None changes a parameter.
+    ("auto", "xla", or "onednn", "openblas" or "mkl" on CPU; `models.matmul`). None changes a
+    parameter.
     """
 
     num_classes: int | None

@@ -1,16 +1,17 @@
-// A float32 batched matmul through OpenBLAS's sgemm, as an XLA FFI custom call on CPU
-// (`models.openblas_matmul`), with the contract of batched_matmul_shapes.h (a transposed
-// operand is passed as BLAS's transpose flag, so no copy is made).
+// A float32 batched matmul through a CBLAS library's sgemm (OpenBLAS's or MKL's), as an XLA FFI
+// custom call on CPU (`models.cblas_matmul`), with the contract of batched_matmul_shapes.h (a
+// transposed operand is passed as BLAS's transpose flag, so no copy is made). The library comes
+// in through its binding header, named at build time by -DBLAS_BINDING (openblas_binding.h,
+// mkl_binding.h): its sgemm, its name and its setup (`InitLibrary`).
 //
-// Threads: OpenBLAS's own thread pool would run beside XLA's, which runs independent operations
+// Threads: a BLAS's own thread pool would run beside XLA's, which runs independent operations
 // (the two products of a backward pass) at the same time, so the two pools fought over the cores
-// (in-program sgemm throughput 94-129 GFLOP/s against 140-155 called alone, on the 2-core Intel
-// host). So OpenBLAS is told to run single-threaded (`OpenblasInit`; this process's copy of
-// scipy-openblas32's library only: numpy's and SciPy's bundled OpenBLAS are libraries of their
-// own, untouched), and the call splits its work into pieces on XLA's own intra-op pool instead:
-// whole matrices of the batch where there are at least as many as threads, else blocks of rows or
-// columns of the larger side. The calling thread takes pieces too, and waits only for pieces other
-// threads have started, so the call cannot deadlock when every pool thread is inside such a call.
+// (OpenBLAS: in-program sgemm throughput 94-129 GFLOP/s against 140-155 called alone, on the
+// 2-core Intel host). So the library runs single-threaded (`InitLibrary`), and the call splits its
+// work into pieces on XLA's own intra-op pool instead: whole matrices of the batch where there are
+// at least as many as threads, else blocks of rows or columns of the larger side. The calling
+// thread takes pieces too, and waits only for pieces other threads have started, so the call
+// cannot deadlock when every pool thread is inside such a call.
 #include <algorithm>
 #include <atomic>
 #include <condition_variable>
@@ -18,9 +19,10 @@
 #include <limits>
 #include <memory>
 #include <mutex>
+#include <string>
 
 #include "batched_matmul_shapes.h"
-#include "cblas.h"
+#include BLAS_BINDING
 #include "xla/ffi/api/ffi.h"
 
 namespace ffi = xla::ffi;
@@ -44,9 +46,7 @@ struct Work {
 
 void Gemm(const Work& w, int64_t m, int64_t n, const float* a, const float* b, float* c) {
   const BatchedShapes& s = w.shape;
-  scipy_cblas_sgemm(CblasRowMajor, w.lhs_transposed ? CblasTrans : CblasNoTrans,
-                    w.rhs_transposed ? CblasTrans : CblasNoTrans, m, n, s.k, 1.0f, a,
-                    s.lhs_cols, b, s.rhs_cols, 0.0f, c, s.n);
+  Sgemm(w.lhs_transposed, w.rhs_transposed, m, n, s.k, a, s.lhs_cols, b, s.rhs_cols, c, s.n);
 }
 
 void RunPiece(const Work& w, int64_t piece) {
@@ -86,18 +86,21 @@ ffi::Error BatchedMatmul(ffi::ThreadPool pool, ffi::AnyBuffer lhs, ffi::AnyBuffe
                          bool rhs_transposed) {
   if (lhs.element_type() != ffi::DataType::F32 || rhs.element_type() != ffi::DataType::F32 ||
       out->element_type() != ffi::DataType::F32) {
-    return ffi::Error::InvalidArgument("OpenBLAS's custom call takes float32 operands only");
+    return ffi::Error::InvalidArgument(std::string(kLibrary) +
+                                       "'s custom call takes float32 operands only");
   }
   auto work = std::make_shared<Work>();
   ffi::Error parsed = ParseBatchedShapes(lhs.dimensions(), rhs.dimensions(), out->dimensions(),
                                          lhs_transposed, rhs_transposed, work->shape);
   if (parsed.failure()) return parsed;
   const BatchedShapes& s = work->shape;
-  // BLAS's sizes and leading dimensions are 32-bit ints in this build (scipy-openblas32).
+  // BLAS's sizes and leading dimensions are 32-bit ints in both bindings (scipy-openblas32, MKL's
+  // LP64 interface).
   constexpr int64_t kBlasMax = std::numeric_limits<int>::max();
   for (int64_t size : {s.m, s.n, s.k, s.lhs_cols, s.rhs_cols}) {
     if (size > kBlasMax) {
-      return ffi::Error::InvalidArgument("a matrix side exceeds OpenBLAS's 32-bit sizes");
+      return ffi::Error::InvalidArgument("a matrix side exceeds " + std::string(kLibrary) +
+                                         "'s 32-bit sizes");
     }
   }
   if (s.g == 0 || s.m == 0 || s.n == 0) return ffi::Error::Success();  // An empty result.
@@ -127,7 +130,7 @@ ffi::Error BatchedMatmul(ffi::ThreadPool pool, ffi::AnyBuffer lhs, ffi::AnyBuffe
 
 }  // namespace
 
-XLA_FFI_DEFINE_HANDLER_SYMBOL(OpenblasBatchedMatmul, BatchedMatmul,
+XLA_FFI_DEFINE_HANDLER_SYMBOL(CblasBatchedMatmul, BatchedMatmul,
                               ffi::Ffi::Bind()
                                   .Ctx<ffi::ThreadPool>()
                                   .Arg<ffi::AnyBuffer>()
@@ -136,9 +139,7 @@ XLA_FFI_DEFINE_HANDLER_SYMBOL(OpenblasBatchedMatmul, BatchedMatmul,
                                   .Attr<bool>("lhs_transposed")
                                   .Attr<bool>("rhs_transposed"));
 
-// Called once at load: OpenBLAS single-threaded (see the top), and its kernel's name, such as
-// "SkylakeX" or "Haswell" (what `matmul_library="auto"` checks).
-extern "C" const char* OpenblasInit() {
-  scipy_openblas_set_num_threads(1);
-  return scipy_openblas_get_corename();
-}
+// Called once at load, before any sgemm: the library single-threaded (see the top), and what it
+// says of itself (OpenBLAS: its kernel's name, such as "SkylakeX", which `matmul_library="auto"`
+// checks; MKL: its version).
+extern "C" const char* CblasInit() { return InitLibrary(); }
