@@ -55,7 +55,7 @@ def main(argv=None) -> None:
         "--libraries",
         nargs="+",
         choices=MATMUL_LIBRARIES,
-        default=["xla", "onednn", "openblas", "mkl"],
+        default=["xla", *backend_tuning.CUSTOM_CALLS],
     )
     parser.add_argument("--attention", default="auto", help="model.attention_implementation")
     parser.add_argument("--rounds", type=int, default=4)

@@ -11,18 +11,19 @@ import pytest
 
 from benchmarks import matmul_library_step
 from tests.models import custom_calls
+from vit_jax.models.backend_tuning import CUSTOM_CALLS
 
 
 @pytest.mark.slow  # CI runs it; `-m "not slow"` skips it in the inner loop.
 def test_rows_ratios_and_losses(capsys):
     args = ["--model", "ViT-Ti_16", "--batch", "2", "--image_size", "32", "--dtype", "float32"]
-    args += ["--libraries", "xla", "onednn", "openblas", "mkl", "--rounds", "1", "--json"]
+    args += ["--libraries", "xla", *CUSTOM_CALLS, "--rounds", "1", "--json"]
     matmul_library_step.main(args)
     report = json.loads(capsys.readouterr().out)
-    for library in ("onednn", "openblas", "mkl"):
+    for library in CUSTOM_CALLS:
         if custom_calls.installed(library) and jax.default_backend() == "cpu":  # Must run here.
             assert report[library] == "built"
-    names = ["xla"] + [name for name in ("onednn", "openblas", "mkl") if report[name] == "built"]
+    names = ["xla"] + [name for name in CUSTOM_CALLS if report[name] == "built"]
     rows = report["rows"]
     assert [row["library"] for row in rows] == names
     first = rows[0]["step_s"]

@@ -6,7 +6,9 @@ several calls in one program, and refuses bad operands with a clear error."""
 from __future__ import annotations
 
 import ctypes
+import importlib.metadata
 import shutil
+from pathlib import PurePosixPath
 
 import jax
 import jax.numpy as jnp
@@ -159,7 +161,8 @@ def test_cblas_libraries_take_float32_only_and_describe_themselves(library):
     custom_calls.require(jnp.float32, library)
     blas = CUSTOM_CALLS[library]
     bf16 = jnp.zeros((1, 2, 2), jnp.bfloat16)
-    with pytest.raises(RuntimeError, match=rf"{blas.name}'s batched matmul is unavailable: .*f"):
+    unavailable = rf"{blas.name}'s batched matmul is unavailable: .*float32 operands only"
+    with pytest.raises(RuntimeError, match=unavailable):
         blas.batched_matmul(bf16, bf16)
     with pytest.raises(ValueError, match="one dtype"):
         blas.batched_matmul(jnp.zeros((1, 2, 3), jnp.bfloat16), jnp.zeros((1, 3, 2)))
@@ -167,8 +170,12 @@ def test_cblas_libraries_take_float32_only_and_describe_themselves(library):
         assert blas.describe() not in ("", "Unknown")
     else:  # MKL's version string; set up single-threaded, so Intel's OpenMP is never loaded.
         assert blas.describe().startswith("Intel(R)")
-        with open("/proc/self/maps") as maps:
-            assert "libiomp5" not in maps.read()
+        ones = jnp.ones((2, 64, 64), jnp.float32)
+        np.testing.assert_array_equal(jax.jit(blas.batched_matmul)(ones, ones), 64 * ones)
+        with open("/proc/self/maps") as maps:  # MKL loads its threading layer on first use.
+            loaded = maps.read()
+        assert "libmkl_sequential" in loaded
+        assert "libiomp5" not in loaded and "libmkl_intel_thread" not in loaded
 
 
 def test_a_missing_cblas_library_says_how_to_install_it(monkeypatch):
@@ -237,3 +244,29 @@ def test_building_a_custom_call_says_why_it_cannot_and_never_raises(tmp_path, mo
     again, why = native_matmul.build(shutil.which("g++"), good, tmp_path, [], [])
     assert (again, why) == (built, None) and again.stat().st_mtime_ns == modified
     assert list(built.parent.glob("*.tmp")) == []  # No partial build left behind.
+
+
+def test_mkl_is_found_through_its_wheels_file_list(tmp_path, monkeypatch):
+    """MKL's runtime library is the newest `libmkl_rt.so.N` its wheel lists (by N as a number);
+    a listed file that is not there, no such file, or no wheel each give a reason."""
+
+    class Listed(PurePosixPath):  # As importlib.metadata lists a wheel's files.
+        def locate(self):
+            return tmp_path / self.name
+
+    listed = [Listed("../../libmkl_rt.so.9"), Listed("../../libmkl_rt.so.10")]
+    monkeypatch.setattr(importlib.metadata, "files", lambda name: listed)
+    assert cblas_matmul._mkl_build_inputs() == (
+        f"MKL's wheel lists {tmp_path / 'libmkl_rt.so.10'}, which is missing"
+    )
+    (tmp_path / "libmkl_rt.so.10").touch()
+    _, link_flags, key_files = cblas_matmul._mkl_build_inputs()
+    assert str(tmp_path / "libmkl_rt.so.10") in link_flags and key_files == []
+    monkeypatch.setattr(importlib.metadata, "files", lambda name: [Listed("libmkl_core.so.3")])
+    assert cblas_matmul._mkl_build_inputs() == "MKL's wheel lists no libmkl_rt.so.N"
+
+    def not_installed(name):
+        raise importlib.metadata.PackageNotFoundError(name)
+
+    monkeypatch.setattr(importlib.metadata, "files", not_installed)
+    assert cblas_matmul._mkl_build_inputs().startswith("MKL is not installed")

@@ -282,9 +282,9 @@ def _assert_close_to_the_largest(got, want, tolerance):
 
 @pytest.mark.parametrize("library, dtype", LIBRARY_DTYPES)
 def test_custom_call_attention_gives_the_xla_ones_values_and_gradients(library, dtype):
-    """`matmul_library="onednn"` or "openblas": the explicit attention with the custom call's
-    projections and products. The same outputs and parameter gradients as XLA's within float
-    tolerance, also with the class-token-only last block (whose few queries take XLA's
+    """A custom call's `matmul_library` ("onednn", "openblas", "mkl"): the explicit attention with
+    the custom call's projections and products. The same outputs and parameter gradients as XLA's
+    within float tolerance, also with the class-token-only last block (whose few queries take XLA's
     products)."""
     custom_calls.require(dtype, library)
     x = _inputs().astype(dtype)
@@ -305,9 +305,10 @@ def test_custom_call_attention_gives_the_xla_ones_values_and_gradients(library, 
 @pytest.mark.parametrize("library, dtype", LIBRARY_DTYPES)
 @pytest.mark.parametrize("outputs", ["float32", "compute"])
 def test_custom_call_model_gives_the_xla_ones_values_and_gradients(library, dtype, outputs):
-    """A whole model (patch embedding, projections, attention, MLP, pre-logits, head) with
-    `matmul_library="onednn"` or "openblas": XLA's logits and parameter gradients within float
-    tolerance, in both forms of matmul outputs; its compiled step holds the custom call."""
+    """A whole model (patch embedding, projections, attention, MLP, pre-logits, head) with a custom
+    call's `matmul_library` ("onednn", "openblas", "mkl"): XLA's logits and parameter gradients
+    within float tolerance, in both forms of matmul outputs; its compiled step holds the custom
+    call."""
     custom_calls.require(dtype, library)
     model = lambda library: tiny.build(
         "pre_logits", dtype=dtype, matmul_outputs=outputs, matmul_library=library

@@ -49,7 +49,7 @@ it gets JAX's own defaults.
    per call. bfloat16 ViT-B/16 on the Intel host, forward against oneDNN's own 4-image
    micro-batches: batch 8 in one piece 1.10x (session 31's torch_compare run), batch 32 in
    16 images 1.10x (one in-process run, session 31), in one piece 1.23x (session 30).
-   OpenBLAS's matmuls keep XLA's 800 tokens (not measured otherwise).
+   OpenBLAS's and MKL's matmuls keep XLA's 800 tokens (not measured otherwise).
    TPU and GPU: whole batches.
 
 3. Training micro-batches (`config.accum_steps` left unset: the trainer's gradient
@@ -329,7 +329,7 @@ def auto_matmul_library(dtype: Any) -> ResolvedLibrary:
         if custom_call_unavailable("onednn", dtype) is None and onednn_matmul.uses_amx():
             return "onednn"
     elif jnp.dtype(dtype) == jnp.float32 and cpu_vendor() == INTEL_VENDOR:
-        # MKL first (measured 1.13x OpenBLAS in the step), on the CPUs OpenBLAS was measured on.
+        # MKL first (about 1.09x OpenBLAS in the step), on the CPUs OpenBLAS was measured on.
         if cpu_has_avx512() and custom_call_unavailable("mkl", dtype) is None:
             return "mkl"
         if custom_call_unavailable("openblas", dtype) is None:
@@ -381,8 +381,9 @@ def matmul_outputs_compiled_for(platforms: Sequence[str]) -> Literal["float32", 
 
 
 def check_portable(matmul_library: str, platforms: Sequence[str]) -> None:
-    """Raises a ConfigError for `matmul_library="onednn"` or "openblas" in a program compiled
-    for `platforms` or exported: a custom call exists only in the CPU process that built it."""
+    """Raises a ConfigError for a custom call's `matmul_library` (`CUSTOM_CALLS`) in a program
+    compiled for `platforms` or exported: a custom call exists only in the CPU process that built
+    it."""
     if matmul_library in CUSTOM_CALLS:
         raise ConfigError(
             f"matmul_library {matmul_library!r} ({CUSTOM_CALL_NAMES[matmul_library]}'s custom "
@@ -393,13 +394,12 @@ def check_portable(matmul_library: str, platforms: Sequence[str]) -> None:
 
 def model_fields_compiled_for(fields: Mapping[str, Any], platforms: Sequence[str]) -> dict:
     """The model fields among `fields` (a model config, or a model's own attributes) that are
-    "auto" (or missing: the model's default is "auto") and depend on the devices, resolved
-    for a program compiled for `platforms`: `attention_implementation`
-    (`attention_compiled_for`), `matmul_outputs` (`matmul_outputs_compiled_for`) and
-    `matmul_library` ("xla", item 5). Fields set to anything else are the user's and kept,
-    except `matmul_library="onednn"` or "openblas": a custom call exists only in a CPU process
-    that built it, so a program compiled for other devices or exported cannot contain it (a
-    ConfigError).
+    "auto" (or missing: the model's default is "auto") and depend on the devices, resolved for a
+    program compiled for `platforms`: `attention_implementation` (`attention_compiled_for`),
+    `matmul_outputs` (`matmul_outputs_compiled_for`) and `matmul_library` ("xla", item 5). Fields
+    set to anything else are the user's and kept, except a custom call's `matmul_library`
+    (`CUSTOM_CALLS`): a custom call exists only in a CPU process that built it, so a program
+    compiled for other devices or exported cannot contain it (a ConfigError).
     """
     check_portable(fields.get("matmul_library", "auto"), platforms)
     resolved = {

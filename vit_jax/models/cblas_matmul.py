@@ -26,6 +26,7 @@ from __future__ import annotations
 import ctypes
 import importlib
 import importlib.metadata
+import re
 import threading
 from collections.abc import Callable
 from pathlib import Path
@@ -58,11 +59,14 @@ def _mkl_build_inputs() -> BuildInputs | str:
     except importlib.metadata.PackageNotFoundError as error:
         return f"MKL is not installed ({error})"
     # The wheel names it by its ABI version (libmkl_rt.so.2 in 2024, .so.3 in 2026); the build
-    # links that file, so a new major version builds again.
-    runtime = sorted(file for file in files if file.name.startswith("libmkl_rt.so."))
+    # links that file, so a new major version builds again. The newest, should there be several.
+    runtime = [file for file in files if re.fullmatch(r"libmkl_rt\.so\.\d+", file.name)]
     if not runtime:
-        return "MKL's wheel has no libmkl_rt.so.*"
-    library = Path(runtime[-1].locate()).resolve()
+        return "MKL's wheel lists no libmkl_rt.so.N"
+    newest = max(runtime, key=lambda file: int(file.name.rsplit(".", 1)[1]))
+    library = Path(newest.locate()).resolve()
+    if not library.is_file():  # Its data files left out (`pip install --target` does so).
+        return f"MKL's wheel lists {library}, which is missing"
     include = native_matmul.NATIVE  # mkl_binding.h declares what it uses: no headers needed.
     return include, [str(library), f"-Wl,-rpath,{library.parent}"], []
 
@@ -104,14 +108,19 @@ class CblasLibrary:
         if isinstance(inputs, str):
             return f"{inputs}: {self.install_hint}", ""
         include, link_flags, key_files = inputs
+        said = []  # What the library says of itself at its setup.
+
+        def init(handle: ctypes.CDLL) -> None:  # Before any call: single-threaded (the .cc).
+            handle.CblasInit.restype = ctypes.c_char_p
+            said.append((handle.CblasInit() or b"").decode(errors="replace").strip())
+
         handle, reason = native_matmul.build_and_register(
             self.name, SOURCE, include, [f'-DBLAS_BINDING="{self.binding}"', *link_flags],
-            key_files, self.TARGET, "CblasBatchedMatmul",
+            key_files, self.TARGET, "CblasBatchedMatmul", prepare=init,
         )  # fmt: skip
         if handle is None:
             return reason, ""
-        handle.CblasInit.restype = ctypes.c_char_p
-        return None, (handle.CblasInit() or b"").decode(errors="replace").strip()
+        return None, said[0]
 
     def unavailable(self, dtype: object) -> str | None:
         """None when `batched_matmul` runs for `dtype` operands here, else why it does not."""

@@ -83,10 +83,12 @@ def build_and_register(
     key_files: Sequence[Path],
     target: str,
     handler: str,
+    prepare: Callable[[ctypes.CDLL], None] | None = None,
 ) -> tuple[ctypes.CDLL | None, str | None]:
-    """Builds `source` (`build`), loads it into this process and registers its FFI handler
-    symbol `handler` as the CPU custom call `target`: (the loaded library, None), or (None, why
-    not; never raises). `library` names the library in the reasons ("OpenBLAS")."""
+    """Builds `source` (`build`), loads it into this process, runs `prepare(library)` (its
+    one-time setup, before any call can run) and registers its FFI handler symbol `handler` as
+    the CPU custom call `target`: (the loaded library, None), or (None, why not; never raises).
+    `library` names the library in the reasons ("OpenBLAS")."""
     compiler = shutil.which("g++")
     if compiler is None:
         return None, f"no g++ on PATH to build the {library} custom call"
@@ -103,7 +105,12 @@ def build_and_register(
         symbol = getattr(handle, handler)
     except AttributeError:  # A source from another version of vit_jax, say.
         return None, f"{built} has no handler {handler}: reinstall vit_jax"
-    jax.ffi.register_ffi_target(target, jax.ffi.pycapsule(symbol), platform="cpu")
+    try:
+        if prepare is not None:
+            prepare(handle)
+        jax.ffi.register_ffi_target(target, jax.ffi.pycapsule(symbol), platform="cpu")
+    except Exception as error:  # Whatever it is, `load()` reports it instead of raising.
+        return None, f"setting up {built} failed: {type(error).__name__}: {error}"
     return handle, None
 
 

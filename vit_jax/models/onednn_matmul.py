@@ -24,8 +24,10 @@ exported never contain it (`models.backend_tuning`).
 
 from __future__ import annotations
 
+import ctypes
 import functools
 import sys
+import threading
 from pathlib import Path
 
 import jax
@@ -44,25 +46,36 @@ _supported: dict[jnp.dtype, bool] = {}
 _uses_amx = False
 
 
-@functools.cache
+# One build and registration at a time: threads of one process may build the model at once.
+_load_lock = threading.Lock()
+
+
 def load() -> str | None:
     """Builds (once per source and toolchain), loads and registers the custom call in this
     process. Returns None when it is ready, else why it is not (never raises)."""
-    global _uses_amx
+    with _load_lock:
+        return _load()
+
+
+@functools.cache
+def _load() -> str | None:
     include, lib = Path(sys.prefix) / "include", Path(sys.prefix) / "lib"
     needed = (include / "dnnl.hpp", include / VERSION_HEADER, lib / "libdnnl.so")
     if not all(path.is_file() for path in needed):
         return f"oneDNN is not installed in {sys.prefix}: {INSTALL_HINT}"
-    handle, reason = native_matmul.build_and_register(
+    _, reason = native_matmul.build_and_register(
         "oneDNN", SOURCE, include, [f"-L{lib}", "-ldnnl", f"-Wl,-rpath,{lib}"],
-        [include / VERSION_HEADER], TARGET, "OnednnBatchedMatmul",
+        [include / VERSION_HEADER], TARGET, "OnednnBatchedMatmul", prepare=_read_cpu_support,
     )  # fmt: skip
-    if handle is None:
-        return reason
+    return reason
+
+
+def _read_cpu_support(handle: ctypes.CDLL) -> None:
+    """What oneDNN can do on this CPU, read once at load."""
+    global _uses_amx
     for dtype in DTYPES:
         _supported[dtype] = bool(handle.OnednnSupportsMatmul(int(dtype == jnp.bfloat16)))
     _uses_amx = bool(handle.OnednnUsesAmx())
-    return None
 
 
 def unavailable(dtype: object) -> str | None:

@@ -2,7 +2,7 @@
 // custom call on CPU (`models.cblas_matmul`), with the contract of batched_matmul_shapes.h (a
 // transposed operand is passed as BLAS's transpose flag, so no copy is made). The library comes
 // in through its binding header, named at build time by -DBLAS_BINDING (openblas_binding.h,
-// mkl_binding.h): its sgemm, its name and its setup (`InitLibrary`).
+// mkl_binding.h): its sgemm, its name, its largest size and its setup (`InitLibrary`).
 //
 // Threads: a BLAS's own thread pool would run beside XLA's, which runs independent operations
 // (the two products of a backward pass) at the same time, so the two pools fought over the cores
@@ -16,12 +16,14 @@
 #include <atomic>
 #include <condition_variable>
 #include <cstdint>
-#include <limits>
 #include <memory>
 #include <mutex>
 #include <string>
 
 #include "batched_matmul_shapes.h"
+#ifndef BLAS_BINDING
+#error "build with -DBLAS_BINDING naming a binding header, as models.cblas_matmul does"
+#endif
 #include BLAS_BINDING
 #include "xla/ffi/api/ffi.h"
 
@@ -94,11 +96,9 @@ ffi::Error BatchedMatmul(ffi::ThreadPool pool, ffi::AnyBuffer lhs, ffi::AnyBuffe
                                          lhs_transposed, rhs_transposed, work->shape);
   if (parsed.failure()) return parsed;
   const BatchedShapes& s = work->shape;
-  // BLAS's sizes and leading dimensions are 32-bit ints in both bindings (scipy-openblas32, MKL's
-  // LP64 interface).
-  constexpr int64_t kBlasMax = std::numeric_limits<int>::max();
+  // The binding's largest size and leading dimension (OpenBLAS's are 32-bit ints).
   for (int64_t size : {s.m, s.n, s.k, s.lhs_cols, s.rhs_cols}) {
-    if (size > kBlasMax) {
+    if (size > kMaxSize) {
       return ffi::Error::InvalidArgument("a matrix side exceeds " + std::string(kLibrary) +
                                          "'s 32-bit sizes");
     }

@@ -3,10 +3,15 @@
 #pragma once
 
 #include <cstdint>
+#include <limits>
 
 #include "cblas.h"
 
+namespace {
+
 constexpr const char* kLibrary = "OpenBLAS";
+// Its sizes and leading dimensions are 32-bit ints (the "32" of scipy-openblas32).
+constexpr int64_t kMaxSize = std::numeric_limits<int>::max();
 
 inline void Sgemm(bool lhs_transposed, bool rhs_transposed, int64_t m, int64_t n, int64_t k,
                   const float* a, int64_t lda, const float* b, int64_t ldb, float* c,
@@ -22,3 +27,5 @@ inline const char* InitLibrary() {
   scipy_openblas_set_num_threads(1);
   return scipy_openblas_get_corename();
 }
+
+}  // namespace
