@@ -212,8 +212,8 @@ def test_dense_and_its_gradient_are_numpys(library, dtype):
 
 def test_building_a_custom_call_says_why_it_cannot_and_never_raises(tmp_path, monkeypatch):
     """`native_matmul.build_and_register`, which both libraries' `load()` call: a missing
-    compiler, source, build file or handler, and a failing compile each come back as a reason
-    naming the problem; a source that builds is cached and reused, not built again."""
+    compiler, source, build file or handler, a failing compile and a failing setup each come back
+    as a reason naming the problem; a source that builds is cached and reused, not built again."""
     if shutil.which("g++") is None:
         pytest.skip("no g++ on PATH")
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
@@ -221,8 +221,10 @@ def test_building_a_custom_call_says_why_it_cannot_and_never_raises(tmp_path, mo
     good.write_text('extern "C" int Answer() { return 42; }\n')
     bad = tmp_path / "bad.cc"
     bad.write_text("this is not C++;\n")
-    register = lambda source, *key_files, handler="Answer": native_matmul.build_and_register(
-        "Test", source, tmp_path, [], list(key_files), "vit_jax_test_target", handler
+    register = lambda source, *key_files, handler="Answer", prepare=None: (
+        native_matmul.build_and_register(
+            "Test", source, tmp_path, [], list(key_files), "vit_jax_test_target", handler, prepare
+        )
     )
 
     def reason(*args, **kwargs):
@@ -237,6 +239,14 @@ def test_building_a_custom_call_says_why_it_cannot_and_never_raises(tmp_path, mo
         patched.setattr(shutil, "which", lambda name: None)
         assert reason(good) == "no g++ on PATH to build the Test custom call"
     assert "has no handler Missing" in reason(good, handler="Missing")
+
+    def failing_setup(library):
+        assert library.Answer() == 42  # Handed the loaded library, before any registration.
+        raise RuntimeError("the library refused its settings")
+
+    assert reason(good, prepare=failing_setup).endswith(
+        "failed: RuntimeError: the library refused its settings"
+    )
     # What was built loads and runs (`Answer` is not an FFI handler: it is never registered).
     built, why = native_matmul.build(shutil.which("g++"), good, tmp_path, [], [])
     assert why is None and ctypes.CDLL(str(built)).Answer() == 42

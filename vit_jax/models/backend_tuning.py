@@ -339,27 +339,30 @@ def auto_matmul_library(dtype: Any) -> ResolvedLibrary:
 
 
 @functools.cache
-def _cpuinfo(field: str) -> str:
-    """The value of `field` for the first CPU in /proc/cpuinfo, or "" where it cannot be read
-    (not Linux: /proc/cpuinfo is Linux's)."""
+def _first_cpu() -> dict[str, str]:
+    """The fields of the first CPU in /proc/cpuinfo ("vendor_id", "flags", ...), read once; empty
+    where it cannot be read (not Linux: /proc/cpuinfo is Linux's)."""
+    fields: dict[str, str] = {}
     try:
         with open("/proc/cpuinfo") as info:
             for line in info:
-                if line.split(":", 1)[0].strip() == field:
-                    return line.split(":", 1)[1].strip()
+                if not line.strip():
+                    break  # The first CPU's block ends at the first blank line.
+                name, _, value = line.partition(":")
+                fields[name.strip()] = value.strip()
     except OSError:
         pass
-    return ""
+    return fields
 
 
 def cpu_vendor() -> str:
     """This CPU's vendor string ("GenuineIntel", "AuthenticAMD"), or "" where it cannot be read."""
-    return _cpuinfo("vendor_id")
+    return _first_cpu().get("vendor_id", "")
 
 
 def cpu_has_avx512() -> bool:
     """Whether this CPU has AVX-512 (its foundation, `avx512f`), as far as it can be read."""
-    return "avx512f" in _cpuinfo("flags").split()
+    return "avx512f" in _first_cpu().get("flags", "").split()
 
 
 def attention_compiled_for(platforms: Sequence[str]) -> Literal["explicit", "xla"]:
