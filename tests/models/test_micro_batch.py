@@ -42,18 +42,21 @@ def test_auto_splits_on_cpu_by_tokens():
     assert models.micro_batch_size(17, 3) == 3
 
 
-def test_auto_splits_larger_for_onednn_matmuls():
-    """oneDNN gains from more rows per call: 3200 tokens (backend_tuning, item 2)."""
-    assert models.micro_batch_size(197, "auto", "onednn") == 16  # ViT-B/16 at 224.
-    assert models.micro_batch_size(577, "auto", "onednn") == 5  # At 384.
-    assert models.micro_batch_size(197, 3, "onednn") == 3  # An int is the user's.
+@pytest.mark.parametrize("library", ["onednn", "openblas", "mkl"])
+def test_auto_splits_larger_for_custom_call_matmuls(library):
+    """The custom calls' libraries gain from more rows per call: 3200 tokens (backend_tuning,
+    item 2), against XLA's 800."""
+    assert models.micro_batch_size(197, "auto", "xla") == 4  # ViT-B/16 at 224.
+    assert models.micro_batch_size(197, "auto", library) == 16
+    assert models.micro_batch_size(577, "auto", library) == 5  # At 384.
+    assert models.micro_batch_size(197, 3, library) == 3  # An int is the user's.
 
 
 def test_micro_batched_apply_takes_the_micro_batches_of_the_library_auto_picks(
     token_model, monkeypatch
 ):
     """The model's matmul library, as resolved here, sets the micro-batches: with a budget of
-    2 images (XLA) or 6 (oneDNN) per micro-batch, 12 images run in 6 or 2."""
+    2 images (XLA) or 6 (a custom call's library) per micro-batch, 12 images run in 6 or 2."""
     import dataclasses
 
     from vit_jax.models import backend_tuning
@@ -62,11 +65,11 @@ def test_micro_batched_apply_takes_the_micro_batches_of_the_library_auto_picks(
     per_image = micro_batch.num_tokens(params)
     cpu = dataclasses.replace(backend_tuning.CPU, micro_batch_tokens=2 * per_image)
     monkeypatch.setattr(backend_tuning, "CPU", cpu)
-    monkeypatch.setattr(backend_tuning, "ONEDNN_TOKENS_PER_MICRO_BATCH", 6 * per_image)
+    monkeypatch.setattr(backend_tuning, "CUSTOM_CALL_TOKENS_PER_MICRO_BATCH", 6 * per_image)
     seen, asked = [], []
     real_map = jax.lax.map
     monkeypatch.setattr(jax.lax, "map", lambda f, xs: seen.append(xs.shape[0]) or real_map(f, xs))
-    for library in ("xla", "onednn"):
+    for library in ("xla", "mkl"):
         # Only the micro-batches' choice is faked: the model (float32) runs XLA's matmuls.
         pick = lambda *args, pick=library: asked.append(args) or pick
         monkeypatch.setattr(micro_batch, "resolve_library", pick)

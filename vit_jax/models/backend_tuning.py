@@ -44,12 +44,16 @@ it gets JAX's own defaults.
    at 224 px overflows the L3 (77 MB of MLP activations per layer): its forward pass ran at
    66.8% of the matmul peak, micro-batches of 4 at 88.2% (1.32x; ViT-Ti/16 60.4% -> 71.5%,
    1.18x). The best micro-batches were 4-8 images at 224 px and 1-2 at 384 px.
-   With oneDNN's matmuls (item 5) the CPU's micro-batches hold `ONEDNN_TOKENS_PER_MICRO_BATCH`
-   = 3200 tokens (16 images at 224 px): as in training (item 3), oneDNN gains from more rows
-   per call. bfloat16 ViT-B/16 on the Intel host, forward against oneDNN's own 4-image
-   micro-batches: batch 8 in one piece 1.10x (session 31's torch_compare run), batch 32 in
-   16 images 1.10x (one in-process run, session 31), in one piece 1.23x (session 30).
-   OpenBLAS's and MKL's matmuls keep XLA's 800 tokens (not measured otherwise).
+   With a custom call's matmuls (item 5: oneDNN's, OpenBLAS's, MKL's) the CPU's micro-batches
+   hold `CUSTOM_CALL_TOKENS_PER_MICRO_BATCH` = 3200 tokens (16 images at 224 px): as in
+   training (item 3), the libraries gain from more rows per call. ViT-B/16 on the Intel host,
+   against their own 4-image micro-batches, in one process, round-robin (sessions 30, 31, 34):
+   - oneDNN, bfloat16: batch 8 in one piece 1.10x (a torch_compare run), batch 32 in 16
+     images 1.10x, in one piece 1.23x;
+   - MKL, float32: batch 8 in one piece 1.11x; batch 32 in 8 images 1.10x, 16 images 1.13x,
+     one piece 1.15x;
+   - OpenBLAS, float32: batch 32 in 16 images 1.08x, one piece 1.11x.
+   3200 tokens keeps most of the gain and bounds the memory of large batches.
    TPU and GPU: whole batches.
 
 3. Training micro-batches (`config.accum_steps` left unset: the trainer's gradient
@@ -177,8 +181,8 @@ INTEL_VENDOR = "GenuineIntel"
 
 # Tokens per micro-batch of CPU inference; see item 2 above.
 TOKENS_PER_MICRO_BATCH = 800
-# The same with oneDNN's matmuls (item 5); item 2.
-ONEDNN_TOKENS_PER_MICRO_BATCH = 4 * TOKENS_PER_MICRO_BATCH
+# The same with a custom call's matmuls (`matmul_library` one of `CUSTOM_CALLS`); item 2.
+CUSTOM_CALL_TOKENS_PER_MICRO_BATCH = 4 * TOKENS_PER_MICRO_BATCH
 # Bytes of one layer's MLP activation per training micro-batch and device on CPU; item 3.
 TRAIN_ACTIVATION_BYTES = 10 * 2**20
 # The same with a custom call's matmuls (`matmul_library` one of `CUSTOM_CALLS`); item 3.
@@ -200,12 +204,12 @@ class BackendChoices:
     matmul_outputs: Literal["float32", "compute"]
 
     def inference_micro_batch_tokens(self, matmul_library: ResolvedLibrary = "xla") -> int | None:
-        """Tokens per micro-batch of inference, or None for whole batches (item 2); with
-        oneDNN's matmuls (the resolved library), `ONEDNN_TOKENS_PER_MICRO_BATCH`."""
+        """Tokens per micro-batch of inference, or None for whole batches (item 2); with a
+        custom call's matmuls (the resolved library), `CUSTOM_CALL_TOKENS_PER_MICRO_BATCH`."""
         if self.micro_batch_tokens is None:
             return None
-        if matmul_library == "onednn":
-            return ONEDNN_TOKENS_PER_MICRO_BATCH
+        if matmul_library in CUSTOM_CALLS:
+            return CUSTOM_CALL_TOKENS_PER_MICRO_BATCH
         return self.micro_batch_tokens
 
     def train_accum_steps(

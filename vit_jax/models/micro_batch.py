@@ -3,8 +3,9 @@
 A CPU runs a ViT forward pass fastest when one pass's activations stay in its caches; a whole
 ViT-B/16 batch of 32 at 224 pixels does not. `micro_batched_apply` therefore runs the batch as
 a loop (`lax.map`) over micro-batches, compiling the model once. How many tokens a micro-batch
-holds on each backend ("auto": about 800 on CPU, 3200 with oneDNN's matmuls, whole batches on
-GPU and TPU), and the measurements behind it, are in `vit_jax.models.backend_tuning`.
+holds on each backend ("auto": about 800 on CPU, 3200 with a custom call's matmuls (oneDNN,
+OpenBLAS, MKL), whole batches on GPU and TPU), and the measurements behind it, are in
+`vit_jax.models.backend_tuning`.
 
 It is for inference (no dropout, no gradients: under `jax.grad` the loop is slower). With the
 batch split over `data_shards` devices, each micro-batch takes the same number of images from
@@ -47,8 +48,9 @@ def micro_batch_size(
 
     "auto": the default backend's tokens per micro-batch for the model's resolved
     `matmul_library`, divided by `tokens_per_image` (at least 1 image), or None where it runs
-    whole batches (`backend_tuning`, item 2: on CPU 800 tokens, 3200 with oneDNN's matmuls;
-    whole batches on GPU and TPU). An int is used as given; None or 0 turns micro-batching off.
+    whole batches (`backend_tuning`, item 2: on CPU 800 tokens, 3200 with a custom call's
+    matmuls; whole batches on GPU and TPU). An int is used as given; None or 0 turns
+    micro-batching off.
     """
     if micro_batch == "auto":
         choices = backend_tuning.for_default_backend()
