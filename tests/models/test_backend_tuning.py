@@ -210,15 +210,54 @@ def test_auto_matmul_library_takes_onednn_for_bfloat16_with_amx_and_mkl_or_openb
 
 
 def test_cpu_features_are_read_from_proc_cpuinfo():
-    """What "auto" reads of the CPU: this host's vendor and flags, "" and False where unread."""
+    """What "auto" reads of the CPU: this host's vendor and flags, "" and False where unread
+    (no /proc/cpuinfo, or no vendor_id in it, as on ARM)."""
     try:
         with open("/proc/cpuinfo") as info:
             text = info.read()
     except OSError:
         assert (backend_tuning.cpu_vendor(), backend_tuning.cpu_has_avx512()) == ("", False)
         return
-    assert backend_tuning.cpu_vendor() in text and backend_tuning.cpu_vendor() != ""
+    if "vendor_id" in text:
+        assert backend_tuning.cpu_vendor() in text and backend_tuning.cpu_vendor() != ""
+    else:
+        assert backend_tuning.cpu_vendor() == ""
     assert backend_tuning.cpu_has_avx512() == (" avx512f " in text.replace("\n", " "))
+
+
+def test_only_the_first_cpus_fields_are_read(monkeypatch, tmp_path):
+    """The first CPU's block of /proc/cpuinfo, up to its blank line; a line without ":" is kept
+    as an empty field, not an error; later CPUs' values are not read."""
+    import builtins
+
+    fake = tmp_path / "cpuinfo"
+    fake.write_text(
+        "processor\t: 0\nvendor_id\t: GenuineIntel\nflags\t\t: fpu avx512f sse\nodd line\n\n"
+        "processor\t: 1\nvendor_id\t: AuthenticAMD\nflags\t\t: fpu\n"
+    )
+    real_open = builtins.open
+    redirect = lambda path, *args, **kwargs: real_open(
+        fake if path == "/proc/cpuinfo" else path, *args, **kwargs
+    )
+    backend_tuning._first_cpu_fields.cache_clear()
+    try:
+        with monkeypatch.context() as patched:
+            patched.setattr(builtins, "open", redirect)
+            fields = backend_tuning._first_cpu_fields()
+            assert (backend_tuning.cpu_vendor(), backend_tuning.cpu_has_avx512()) == (
+                "GenuineIntel",
+                True,
+            )
+        assert fields == {
+            "processor": "0",
+            "vendor_id": "GenuineIntel",
+            "flags": "fpu avx512f sse",
+            "odd line": "",
+        }
+        with pytest.raises(TypeError):  # Cached and shared: read-only.
+            fields["vendor_id"] = "AuthenticAMD"
+    finally:
+        backend_tuning._first_cpu_fields.cache_clear()  # This host's own, next time.
 
 
 @pytest.mark.parametrize(

@@ -241,12 +241,16 @@ def test_building_a_custom_call_says_why_it_cannot_and_never_raises(tmp_path, mo
     assert "has no handler Missing" in reason(good, handler="Missing")
 
     def failing_setup(library):
-        assert library.Answer() == 42  # Handed the loaded library, before any registration.
+        assert library.Answer() == 42  # Handed the loaded library.
         raise RuntimeError("the library refused its settings")
 
-    assert reason(good, prepare=failing_setup).endswith(
-        "failed: RuntimeError: the library refused its settings"
-    )
+    registered = []
+    with monkeypatch.context() as patched:
+        patched.setattr(jax.ffi, "register_ffi_target", lambda *args, **kw: registered.append(args))
+        assert reason(good, prepare=failing_setup).endswith(
+            "failed: RuntimeError: the library refused its settings"
+        )
+    assert registered == []  # A library whose setup failed is never registered.
     # What was built loads and runs (`Answer` is not an FFI handler: it is never registered).
     built, why = native_matmul.build(shutil.which("g++"), good, tmp_path, [], [])
     assert why is None and ctypes.CDLL(str(built)).Answer() == 42

@@ -7,7 +7,7 @@ from jax.sharding import NamedSharding, PartitionSpec
 
 from tests.models import tiny
 from vit_jax import models
-from vit_jax.models import micro_batch
+from vit_jax.models import backend_tuning, micro_batch
 
 
 @pytest.fixture(scope="module")
@@ -42,7 +42,7 @@ def test_auto_splits_on_cpu_by_tokens():
     assert models.micro_batch_size(17, 3) == 3
 
 
-@pytest.mark.parametrize("library", ["onednn", "openblas", "mkl"])
+@pytest.mark.parametrize("library", list(backend_tuning.CUSTOM_CALLS))
 def test_auto_splits_larger_for_custom_call_matmuls(library):
     """The custom calls' libraries gain from more rows per call: 3200 tokens (backend_tuning,
     item 2), against XLA's 800."""
@@ -58,8 +58,6 @@ def test_micro_batched_apply_takes_the_micro_batches_of_the_library_auto_picks(
     """The model's matmul library, as resolved here, sets the micro-batches: with a budget of
     2 images (XLA) or 6 (a custom call's library) per micro-batch, 12 images run in 6 or 2."""
     import dataclasses
-
-    from vit_jax.models import backend_tuning
 
     model, params, images, expected = token_model
     per_image = micro_batch.num_tokens(params)

@@ -46,13 +46,14 @@ it gets JAX's own defaults.
    1.18x). The best micro-batches were 4-8 images at 224 px and 1-2 at 384 px.
    With a custom call's matmuls (item 5: oneDNN's, OpenBLAS's, MKL's) the CPU's micro-batches
    hold `CUSTOM_CALL_TOKENS_PER_MICRO_BATCH` = 3200 tokens (16 images at 224 px): as in
-   training (item 3), the libraries gain from more rows per call. ViT-B/16 on the Intel host,
-   against their own 4-image micro-batches, in one process, round-robin (sessions 30, 31, 34):
-   - oneDNN, bfloat16: batch 8 in one piece 1.10x (a torch_compare run), batch 32 in 16
-     images 1.10x, in one piece 1.23x;
-   - MKL, float32: batch 8 in one piece 1.11x; batch 32 in 8 images 1.10x, 16 images 1.13x,
-     one piece 1.15x;
-   - OpenBLAS, float32: batch 32 in 16 images 1.08x, one piece 1.11x.
+   training (item 3), the libraries gain from more rows per call. ViT-B/16 forward on the
+   Intel host, against the same library's 4-image micro-batches:
+   - oneDNN, bfloat16 (session 31): batch 8 in one piece 1.10x (a torch_compare run, its rows
+     timed one after the other); batch 32 (one in-process run, round-robin, single calls
+     spread 2.4-9.8 s) in 8 images 1.07x, 16 images 1.10x, one piece 1.01x;
+   - MKL, float32 (session 34, in one process, round-robin): batch 8 in one piece 1.11x; batch
+     32 in 8 images 1.10x, 16 images 1.13x, one piece 1.15x;
+   - OpenBLAS, float32 (session 34, likewise): batch 32 in 16 images 1.08x, one piece 1.11x.
    3200 tokens keeps most of the gain and bounds the memory of large batches.
    TPU and GPU: whole batches.
 
@@ -129,14 +130,15 @@ it gets JAX's own defaults.
    median GFLOP/s over two runs, by sgemm 136-163 against XLA's 74-102 (torch's MKL 113-187;
    RESULTS.md, "OpenBLAS for float32"); in one program, the layer's twelve forward and backward
    matmuls 1.11-1.12x XLA's (two runs), once the call ran its pieces on XLA's threads (0.95x with
-   OpenBLAS's own threads). The forward (inference, 4-image micro-batches) at batch 8: 4.16 img/s
-   against XLA's 2.74 across two `torch_compare` runs (1.5x); within each run, 1.03x / 1.04x of
-   torch eager / compile against 0.71x / 0.66x. The trainer's float32 step at batch 8 gains less,
-   within this host's noise: in-process against XLA's step at its defaults 1.088x, 1.106x and
-   0.979x (three runs); with OpenBLAS for the dense layers only and XLA's attention core, 0.982x
-   (in the 1.106x run), so the attention's products by OpenBLAS count; against torch 0.898x /
-   0.944x, against XLA's 0.866x / 0.879x (separate runs). Other CPUs (OpenBLAS's AVX2 kernels;
-   AMD's, whose AVX-512 ones OpenBLAS also runs with these kernels) were not measured and keep XLA.
+   OpenBLAS's own threads). The forward (inference, then 4-image micro-batches) at batch 8: 4.16
+   img/s against XLA's 2.74 across two `torch_compare` runs (1.5x); within each run, 1.03x /
+   1.04x of torch eager / compile against 0.71x / 0.66x. The trainer's float32 step at batch 8
+   gains less, within this host's noise: in-process against XLA's step at its defaults 1.088x,
+   1.106x and 0.979x (three runs); with OpenBLAS for the dense layers only and XLA's attention
+   core, 0.982x (in the 1.106x run), so the attention's products by OpenBLAS count; against
+   torch 0.898x / 0.944x, against XLA's 0.866x / 0.879x (separate runs). Other CPUs
+   (OpenBLAS's AVX2 kernels; AMD's, whose AVX-512 ones OpenBLAS also runs with these kernels)
+   were not measured and keep XLA.
    "mkl", the same custom call by Intel MKL's sgemm (`models.cblas_matmul`, the `mkl` extra: large,
    about 1 GB installed). "auto" takes it before OpenBLAS for float32 where it is installed and
    builds, on the same CPUs: Intel with AVX-512 (`cpu_has_avx512`; MKL picks its own kernels).
@@ -156,6 +158,7 @@ from __future__ import annotations
 
 import dataclasses
 import functools
+import types
 from collections.abc import Mapping, Sequence
 from typing import Any, Literal
 
@@ -343,7 +346,7 @@ def auto_matmul_library(dtype: Any) -> ResolvedLibrary:
 
 
 @functools.cache
-def _first_cpu() -> dict[str, str]:
+def _first_cpu_fields() -> Mapping[str, str]:
     """The fields of the first CPU in /proc/cpuinfo ("vendor_id", "flags", ...), read once; empty
     where it cannot be read (not Linux: /proc/cpuinfo is Linux's)."""
     fields: dict[str, str] = {}
@@ -356,17 +359,17 @@ def _first_cpu() -> dict[str, str]:
                 fields[name.strip()] = value.strip()
     except OSError:
         pass
-    return fields
+    return types.MappingProxyType(fields)  # Cached: read-only for every caller.
 
 
 def cpu_vendor() -> str:
     """This CPU's vendor string ("GenuineIntel", "AuthenticAMD"), or "" where it cannot be read."""
-    return _first_cpu().get("vendor_id", "")
+    return _first_cpu_fields().get("vendor_id", "")
 
 
 def cpu_has_avx512() -> bool:
     """Whether this CPU has AVX-512 (its foundation, `avx512f`), as far as it can be read."""
-    return "avx512f" in _first_cpu().get("flags", "").split()
+    return "avx512f" in _first_cpu_fields().get("flags", "").split()
 
 
 def attention_compiled_for(platforms: Sequence[str]) -> Literal["explicit", "xla"]:

@@ -3,8 +3,8 @@
 A CPU runs a ViT forward pass fastest when one pass's activations stay in its caches; a whole
 ViT-B/16 batch of 32 at 224 pixels does not. `micro_batched_apply` therefore runs the batch as
 a loop (`lax.map`) over micro-batches, compiling the model once. How many tokens a micro-batch
-holds on each backend ("auto": about 800 on CPU, 3200 with a custom call's matmuls (oneDNN,
-OpenBLAS, MKL), whole batches on GPU and TPU), and the measurements behind it, are in
+holds on each backend ("auto": about 800 on CPU, 3200 with oneDNN's, OpenBLAS's or MKL's
+matmuls, whole batches on GPU and TPU), and the measurements behind it, are in
 `vit_jax.models.backend_tuning`.
 
 It is for inference (no dropout, no gradients: under `jax.grad` the loop is slower). With the

@@ -73,7 +73,8 @@ void RunPiece(const Work& w, int64_t piece) {
   }
 }
 
-// Takes pieces until none is left, then adds how many it ran to `done` and wakes the caller.
+// Takes pieces until none is left; if it ran any, adds their count to `done` and wakes the
+// waiting caller.
 void TakePieces(Work& w) {
   int64_t ran = 0;
   for (int64_t piece; (piece = w.next.fetch_add(1)) < w.pieces; ++ran) RunPiece(w, piece);
