@@ -112,7 +112,8 @@ it gets JAX's own defaults.
    oneDNN runs with AMX and the extra is installed (its first use builds the custom call, once per
    toolchain, into the user's cache; where the build fails, "auto" is XLA); "mkl", else "openblas",
    for float32 on Intel AVX-512 CPUs (below). "xla" otherwise: oneDNN's float32 (not faster, below);
-   bfloat16 on CPUs without AMX (the AMD EPYC host with AVX-512 bf16 was never measured with it);
+   bfloat16 on CPUs without AMX (on the AMD EPYC host, AVX-512 bf16, oneDNN's step was level with
+   XLA's: below);
    processes with several devices (a multi-process CPU run, forced host devices), since the custom
    call has no partitioning rule and XLA would gather its operands onto every device, each then
    multiplying the whole batch; GPUs and TPUs; and any program compiled for other devices or
@@ -136,15 +137,20 @@ it gets JAX's own defaults.
    gains less, within this host's noise: in-process against XLA's step at its defaults 1.088x,
    1.106x and 0.979x (three runs); with OpenBLAS for the dense layers only and XLA's attention
    core, 0.982x (in the 1.106x run), so the attention's products by OpenBLAS count; against
-   torch 0.898x / 0.944x, against XLA's 0.866x / 0.879x (separate runs). Other CPUs
-   (OpenBLAS's AVX2 kernels; AMD's, whose AVX-512 ones OpenBLAS also runs with these kernels)
-   were not measured and keep XLA.
+   torch 0.898x / 0.944x, against XLA's 0.866x / 0.879x (separate runs). CPUs whose OpenBLAS
+   runs its AVX2 kernels were not measured and keep XLA. AMD's AVX-512 CPUs, where OpenBLAS runs
+   the same SkylakeX kernels, keep XLA as measured (below).
    "mkl", the same custom call by Intel MKL's sgemm (`models.cblas_matmul`, the `mkl` extra: large,
    about 1 GB installed). "auto" takes it before OpenBLAS for float32 where it is installed and
    builds, on the same CPUs: Intel with AVX-512 (`cpu_has_avx512`; MKL picks its own kernels).
    On the Intel Xeon host (session 33): one MLP matmul single-threaded, MKL's sgemm about 1.1-1.2x
    OpenBLAS's (noisy); the trainer's float32 step at batch 8 in one process, against OpenBLAS's,
    1.133x (MKL 2024.2), 0.997x and 1.095x (MKL 2026.2): about 1.09x, by as much as the noise.
+   On the AMD EPYC host (Zen 4: AVX-512 with bf16, no AMX; session 35, one in-process run per
+   dtype, `benchmarks.matmul_library_step`, batch 8, against XLA's step at its defaults) no
+   custom call was faster: float32 OpenBLAS 0.979x, oneDNN 0.973x, MKL 0.781x (MKL's sgemm on
+   an AMD CPU); bfloat16 oneDNN 1.00x. So "auto" keeps XLA there, where the step is already
+   ahead of torch (RESULTS.md, session 35).
    "onednn", "openblas" or "mkl" set by the user in a program compiled for other devices or
    exported: refused (`check_portable`).
 
@@ -176,8 +182,8 @@ CUSTOM_CALLS = {"onednn": onednn_matmul, "openblas": cblas_matmul.OPENBLAS, "mkl
 CUSTOM_CALL_NAMES = {"onednn": "oneDNN", "openblas": "OpenBLAS", "mkl": "MKL"}
 # OpenBLAS's kernels ("cores") that "auto" takes OpenBLAS on for float32 (item 5), on Intel
 # CPUs only: its AVX-512 ones, where its sgemm is SkylakeX's. OpenBLAS also runs them on AMD's
-# AVX-512 CPUs (Zen 4 and later), which were not measured. Measured on "SkylakeX" (the Intel
-# Xeon host) only.
+# AVX-512 CPUs (Zen 4 and later), where its step was not faster than XLA's (0.979x, item 5).
+# Measured faster on "SkylakeX" (the Intel Xeon host) only.
 OPENBLAS_AUTO_CORES = ("SkylakeX", "Cooperlake", "SapphireRapids")
 # The x86 vendor string of Intel's CPUs (/proc/cpuinfo's vendor_id).
 INTEL_VENDOR = "GenuineIntel"
