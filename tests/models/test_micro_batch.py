@@ -33,6 +33,7 @@ def test_same_logits_for_any_micro_batch(token_model, size, chunks, monkeypatch)
 
 
 def test_auto_splits_on_cpu_by_tokens():
+    """XLA's matmuls (the default library): 800 tokens per micro-batch (backend_tuning, item 2)."""
     assert jax.default_backend() == "cpu"
     assert models.micro_batch_size(197) == 4  # ViT-B/16 at 224.
     assert models.micro_batch_size(577) == 1  # At 384.
@@ -42,16 +43,11 @@ def test_auto_splits_on_cpu_by_tokens():
     assert models.micro_batch_size(17, 3) == 3
 
 
-def test_auto_splits_xla_matmuls_in_cache_sized_micro_batches():
-    """XLA's matmuls: 800 tokens per micro-batch (backend_tuning, item 2)."""
-    assert models.micro_batch_size(197, "auto", "xla") == 4  # ViT-B/16 at 224.
-    assert models.micro_batch_size(577, "auto", "xla") == 1  # At 384.
-
-
 @pytest.mark.parametrize("library", list(backend_tuning.CUSTOM_CALLS))
 def test_auto_splits_larger_for_custom_call_matmuls(library):
     """The custom calls' libraries gain from more rows per call: 3200 tokens (backend_tuning,
     item 2), against XLA's 800."""
+    assert jax.default_backend() == "cpu"
     assert models.micro_batch_size(197, "auto", library) == 16  # ViT-B/16 at 224.
     assert models.micro_batch_size(577, "auto", library) == 5  # At 384.
     assert models.micro_batch_size(197, 3, library) == 3  # An int is the user's.

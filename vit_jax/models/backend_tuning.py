@@ -9,9 +9,11 @@ this process's own (a TPU step planned on a CPU host, an exported model) asks
 Every output is the same within float tolerance whichever choice is made (tested); only speed
 differs.
 
-The CPU choices were measured on one machine: a 2-core AMD EPYC VM with AVX-512 (bf16) and a
-32 MiB L3, jax/jaxlib 0.10.2, float32 unless said (benchmarks/RESULTS.md, "Session 2:
-micro-batched inference" and "What changed in the library"). Item 1's GPU choice was measured
+The CPU choices were measured first on a 2-core AMD EPYC VM with AVX-512 (bf16) and a 32 MiB
+L3, jax/jaxlib 0.10.2, float32 unless said (benchmarks/RESULTS.md, "Session 2: micro-batched
+inference" and "What changed in the library"); the custom calls' (items 2, 3 and 5) on a 2-core
+Intel Xeon VM with AVX-512, AMX and a 105 MiB L3 (sessions 27-34), and on the AMD VM again
+(session 35). Item 1's GPU choice was measured
 on NVIDIA H200s (jax 0.11.2, RESULTS.md, "GPU"). Nothing here has been measured on a TPU, so
 it gets JAX's own defaults.
 
@@ -148,9 +150,9 @@ it gets JAX's own defaults.
    1.133x (MKL 2024.2), 0.997x and 1.095x (MKL 2026.2): about 1.09x, by as much as the noise.
    On the AMD EPYC host (Zen 4: AVX-512 with bf16, no AMX; session 35, one in-process run per
    dtype, `benchmarks.matmul_library_step`, batch 8, against XLA's step at its defaults) no
-   custom call was faster: float32 OpenBLAS 0.979x, oneDNN 0.973x, MKL 0.781x (MKL's sgemm on
-   an AMD CPU); bfloat16 oneDNN 1.00x. So "auto" keeps XLA there, where the step is already
-   ahead of torch (RESULTS.md, session 35).
+   custom call was faster: float32 OpenBLAS 0.979x, oneDNN 0.973x, MKL 0.781x (MKL on
+   an AMD CPU); bfloat16 oneDNN 1.00x (and 0.992x at batch 32). So "auto" keeps XLA there,
+   where the step is already ahead of torch (RESULTS.md, session 35).
    "onednn", "openblas" or "mkl" set by the user in a program compiled for other devices or
    exported: refused (`check_portable`).
 
