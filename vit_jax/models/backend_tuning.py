@@ -13,9 +13,8 @@ The CPU choices were measured first on a 2-core AMD EPYC VM with AVX-512 (bf16) 
 L3, jax/jaxlib 0.10.2, float32 unless said (benchmarks/RESULTS.md, "Session 2: micro-batched
 inference" and "What changed in the library"); the custom calls' (items 2, 3 and 5) on a 2-core
 Intel Xeon VM with AVX-512, AMX and a 105 MiB L3 (sessions 27-34), and on the AMD VM again
-(session 35). Item 1's GPU choice was measured
-on NVIDIA H200s (jax 0.11.2, RESULTS.md, "GPU"). Nothing here has been measured on a TPU, so
-it gets JAX's own defaults.
+(session 35). Item 1's GPU choice was measured on NVIDIA H200s (jax 0.11.2, RESULTS.md, "GPU").
+Nothing here has been measured on a TPU, so it gets JAX's own defaults.
 
 1. The attention core that `attention_implementation="auto"` runs.
    CPU: "explicit", a softmax attention with q, k and v laid out [B, H, N, K]. On ViT-B/16
