@@ -23,6 +23,7 @@ def _random(shape, seed):
     ("spec", "lhs_shape", "rhs_shape"),
     [
         ("ti,io->to", (6, 4), (4, 5)),
+        ("ti,io->to", (6, 5), (5, 4)),  # A narrowing kernel: its gradient is computed transposed.
         ("bhqk,bhsk->bhqs", (2, 3, 5, 4), (2, 3, 7, 4)),
         ("bhqs,bhsk->bhqk", (2, 3, 5, 7), (2, 3, 7, 4)),
         ("bhqs,bshk->bqhk", (2, 3, 5, 7), (2, 7, 3, 4)),
@@ -133,6 +134,32 @@ def test_bfloat16_weight_gradient_stays_bfloat16_on_cpu():
     compiled = jax.jit(jax.grad(loss, (0, 1))).lower(x, kernel).compile().as_text()
     assert compiled.count(" dot(") == 2
     assert _float32_converts(compiled) == []
+
+
+@pytest.mark.skipif(jax.default_backend() != "cpu", reason="checks XLA:CPU's compiled program")
+def test_narrowing_kernel_gradient_is_computed_transposed_and_runs_in_bfloat16():
+    """A kernel [I, O] with I > O (the MLP's second layer) gets its gradient as an [O, I]
+    product transposed back (`_narrowing_kernel_gradient`), in bfloat16 on CPU, and the
+    compiled program runs (XLA:CPU's own dot cannot run a bfloat16 dot with float32 output)
+    with the float32 gradient's values."""
+    x = _random((2, 40, 48), 0)  # [B, N, I]
+    kernel = _random((48, 32), 1)  # [I, O], I > O
+    weights = _random((2, 40, 32), 2)
+
+    def loss(x, kernel):
+        return jnp.sum(matmul_f32(x, kernel) * weights)
+
+    x16, kernel16 = x.astype(jnp.bfloat16), kernel.astype(jnp.bfloat16)
+    grad = jax.jit(jax.grad(loss, (0, 1)))
+    compiled = grad.lower(x16, kernel16).compile().as_text()
+    dots = re.findall(r"= (\w+\[[\d,]*\])\S* dot\(", compiled)
+    assert sorted(dots) == ["f32[32,48]", "f32[80,48]"], dots  # d_kernel^T, d_x
+    assert _float32_converts(compiled) == []
+    got = grad(x16, kernel16)
+    want = jax.grad(loss, (0, 1))(x16.astype(jnp.float32), kernel16.astype(jnp.float32))
+    for g, w in zip(got, want):
+        assert g.dtype == jnp.bfloat16
+        np.testing.assert_allclose(g.astype(jnp.float32), w, rtol=0.02, atol=0.05)
 
 
 SPECS = [("ti,io->to", (6, 4), (4, 5)), ("bhqs,bshk->bqhk", (2, 3, 5, 7), (2, 7, 3, 4))]

@@ -8,7 +8,8 @@ matmul at float32 speed (bfloat16 training was only 1.08x float32 on CPU). Here 
 is cast to the operands' dtype first, as in ordinary bfloat16 training, and the backward
 matmuls accumulate in float32 too. They are also written so that XLA:CPU keeps them in
 bfloat16 (`einsum_f32_materialised`): the weight gradients ran in float32 before, and the
-bfloat16 training step was 1.31x slower for it (ViT-B/16, batch 8).
+bfloat16 training step was 1.31x slower for it (ViT-B/16, batch 8). The gradient of a dense
+kernel with more rows than columns is computed transposed (`_narrowing_kernel_gradient`).
 
 Float32 operands take the plain `jnp.einsum` (JAX's own gradient, which is already all
 float32, and forward-mode differentiation keeps working); only other dtypes take the custom
@@ -44,6 +45,8 @@ MatmulOutputs = Literal["auto", "float32", "compute"]
 MATMUL_OUTPUTS: tuple[MatmulOutputs, ...] = get_args(MatmulOutputs)
 MatmulLibrary = Literal["auto", "xla", "onednn", "openblas", "mkl"]
 MATMUL_LIBRARIES: tuple[MatmulLibrary, ...] = get_args(MatmulLibrary)
+# A dense layer's contraction over flattened tokens: x [T, I] @ kernel [I, O] -> [T, O].
+DENSE_SPEC = "ti,io->to"
 
 
 def _operand_specs(spec: str) -> tuple[str, str, str]:
@@ -107,12 +110,36 @@ def _backward_einsum(first_spec, first, second_spec, second, out_spec) -> jax.Ar
     return jnp.einsum(spec, first, second, preferred_element_type=jnp.float32)
 
 
+def _narrowing_kernel_gradient(x: jax.Array, cotangent: jax.Array) -> jax.Array:
+    """The gradient of a dense kernel [I, O] with more rows than columns (I > O: the MLP's second
+    layer), from the layer's input `x` [T, I] and output cotangent [T, O]: computed as its
+    transpose [O, I] and transposed back.
+
+    Why: the plain form multiplies a transposed copy of `x` [I, T] by the cotangent, and on
+    XLA:CPU that copy (of the MLP's widest activation) and that product both ran slowly inside
+    the training step; this form transposes the narrower cotangent instead, and the product's
+    output is [O, I], wide like the first MLP layer's weight gradient. ViT-B/16 bfloat16 trainer
+    step, in-process A/B on the AMD EPYC host (`benchmarks.kernel_gradient_orientation`;
+    benchmarks/RESULTS.md, session 36): 1.03-1.11x at batch 32 (three runs), 0.96x and 0.98x at
+    batch 8 (the same micro-batches; within that VM's drift). The barrier keeps XLA from folding
+    the transpose into the product's output layout: a bfloat16 dot so laid out is one YNNPACK
+    does not take, and XLA:CPU's own dot cannot run it ("Unsupported element type for
+    DotThunk::Execute: BF16 x BF16 = F32"). On GPU and TPU (not measured) it costs a transposed
+    copy of the gradient.
+    """
+    transposed = einsum_f32_materialised("to,ti->oi", cotangent, x)  # [O, I] float32
+    return jax.lax.optimization_barrier(transposed).T  # [I, O]
+
+
 def _einsum_f32_bwd(spec, residuals, cotangent):
     lhs, rhs = residuals
     lhs_spec, rhs_spec, out_spec = _operand_specs(spec)
     cotangent = cotangent.astype(jnp.result_type(lhs.dtype, rhs.dtype))
     d_lhs = _backward_einsum(out_spec, cotangent, rhs_spec, rhs, lhs_spec)
-    d_rhs = _backward_einsum(lhs_spec, lhs, out_spec, cotangent, rhs_spec)
+    if spec == DENSE_SPEC and rhs.shape[0] > rhs.shape[1]:
+        d_rhs = _narrowing_kernel_gradient(lhs, cotangent)
+    else:
+        d_rhs = _backward_einsum(lhs_spec, lhs, out_spec, cotangent, rhs_spec)
     return d_lhs.astype(lhs.dtype), d_rhs.astype(rhs.dtype)
 
 
@@ -210,7 +237,7 @@ def matmul(
     flat = x.reshape(-1, x.shape[-1])  # [T, I]
     resolved = resolve_library(library, flat.dtype)
     if resolved == "xla":
-        out = einsum("ti,io->to", flat, kernel, outputs)  # [T, O]
+        out = einsum(DENSE_SPEC, flat, kernel, outputs)  # [T, O]
     else:
         check_library(resolved, flat.dtype)
         out = CUSTOM_CALLS[resolved].dense(flat, kernel)  # [T, O] float32
