@@ -148,9 +148,9 @@ Nothing here has been measured on a TPU, so it gets JAX's own defaults.
    OpenBLAS's (noisy); the trainer's float32 step at batch 8 in one process, against OpenBLAS's,
    1.133x (MKL 2024.2), 0.997x and 1.095x (MKL 2026.2): about 1.09x, by as much as the noise.
    On the AMD EPYC host (Zen 4: AVX-512 with bf16, no AMX; session 35, one in-process run per
-   dtype, `benchmarks.matmul_library_step`, batch 8, against XLA's step at its defaults) no
-   custom call was faster: float32 OpenBLAS 0.979x, oneDNN 0.973x, MKL 0.781x (MKL on
-   an AMD CPU); bfloat16 oneDNN 1.00x (and 0.992x at batch 32). So "auto" keeps XLA there,
+   row, `benchmarks.matmul_library_step`, against XLA's step at its defaults) no custom call
+   was faster: float32 batch 8 OpenBLAS 0.979x, oneDNN 0.973x, MKL 0.781x (MKL on an AMD
+   CPU); bfloat16 oneDNN 1.00x at batch 8 and 0.992x at batch 32. So "auto" keeps XLA there,
    where the step is already ahead of torch (RESULTS.md, session 35).
    "onednn", "openblas" or "mkl" set by the user in a program compiled for other devices or
    exported: refused (`check_portable`).
