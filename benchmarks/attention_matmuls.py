@@ -41,7 +41,7 @@ import numpy as np
 from benchmarks import common
 from vit_jax.models import backend_tuning, onednn_matmul
 from vit_jax.models.attention_core import CUSTOM_CALL_LAYOUTS
-from vit_jax.models.matmul import einsum_f32, einsum_f32_materialised
+from vit_jax.models.matmul import DENSE_SPEC, einsum_f32, einsum_f32_materialised
 
 # name -> (einsum over [B, H, ., .] operands, operand shapes given tokens n and head dim k).
 FORMS: dict[str, tuple[str, Callable[[int, int], tuple[tuple[int, int], tuple[int, int]]]]] = {
@@ -125,7 +125,7 @@ def measure(name: str, dtype: str, shape: tuple[int, int, int, int], repeats: in
     """One row: the form `name` in `dtype` at `shape` (B, N, H, K), XLA against torch and
     oneDNN."""
     lhs, rhs = _operands(name, *shape)
-    spec = "ti,io->to" if name == DENSE else FORMS[name][0]
+    spec = DENSE_SPEC if name == DENSE else FORMS[name][0]
     low_precision = jnp.dtype(dtype) != jnp.float32
     einsum = einsum_f32_materialised if low_precision and name != DENSE else einsum_f32
     fn = jax.jit(lambda a, b: einsum(spec, a, b))

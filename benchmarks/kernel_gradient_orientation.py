@@ -8,8 +8,9 @@ side in one process.
 layer) as an [O, I] product transposed back (`_narrowing_kernel_gradient`); the "plain" row
 puts back the form every other kernel takes (`_backward_einsum`: a transposed copy of the
 layer's input times the cotangent). Each row's trainer step (XLA's matmuls, the trainer's
-default `accum_steps`) is compiled under its form, its first two losses printed (they must be
-equal: the two forms add the same products), and the steps timed round-robin
+default `accum_steps`) is compiled under its form, its first two losses printed (the first is
+the same forward's; the second follows one update by either form, whose products are summed in
+another order: they agree to rounding), and the steps timed round-robin
 (`common.round_robin_seconds`) as in `benchmarks.matmul_library_step`. Only compute dtypes
 narrower than float32 take this backward pass (float32 keeps JAX's own gradient), so the two
 rows of a float32 run time the same program. Re-executes itself with glibc's huge pages first,
@@ -31,6 +32,7 @@ if __name__ == "__main__":  # Before the imports below: see vit_jax/cli/huge_pag
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 
 from benchmarks import common
 from benchmarks.model_throughput import (
@@ -46,7 +48,8 @@ from vit_jax.models import matmul
 def plain_kernel_gradient(x: jax.Array, cotangent: jax.Array) -> jax.Array:
     """The weight gradient as every other kernel gets it: x [T, I] contracted with the
     cotangent [T, O] over tokens -> [I, O], float32."""
-    return matmul._backward_einsum("ti", x, "to", cotangent, "io")
+    x_spec, kernel_spec, out_spec = matmul._operand_specs(matmul.DENSE_SPEC)
+    return matmul._backward_einsum(x_spec, x, out_spec, cotangent, kernel_spec)
 
 
 @contextmanager
@@ -91,6 +94,10 @@ def main(argv=None) -> None:
         for name, run in runners.items()
     }
     times = common.round_robin_seconds(runs, rounds=args.rounds, steps=2)
+    for name, run in runners.items():  # A NaN stays in the parameters once it reaches them.
+        loss = float(run())
+        if not np.isfinite(loss):  # Never report a diverged run's steps as if they were fine.
+            raise SystemExit(f"{name}: the loss became {loss} during the timing")
     plain = statistics.median(times["plain"])
     rows = []
     for name in forms:

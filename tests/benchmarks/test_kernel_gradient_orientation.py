@@ -23,6 +23,7 @@ def _dot_shapes(x: jax.Array, kernel: jax.Array) -> list[str]:
 def test_plain_form_puts_back_the_untransposed_weight_gradient():
     x = jnp.ones((40, 48), jnp.bfloat16)  # [T, I]
     kernel = jnp.ones((48, 32), jnp.bfloat16)  # [I, O], I > O: computed transposed.
+    original = matmul._narrowing_kernel_gradient
     transposed = _dot_shapes(x, kernel)
     with bench.kernel_gradient(bench.plain_kernel_gradient):
         plain = _dot_shapes(x, kernel)
@@ -30,7 +31,7 @@ def test_plain_form_puts_back_the_untransposed_weight_gradient():
     # needs no forward product).
     assert transposed == ["f32[32,48]", "f32[40,48]"]
     assert plain == ["f32[40,48]", "f32[48,32]"]
-    assert matmul._narrowing_kernel_gradient is not bench.plain_kernel_gradient  # Restored.
+    assert matmul._narrowing_kernel_gradient is original  # Restored.
     cotangent = jnp.asarray(np.random.default_rng(0).normal(size=(40, 32)), jnp.bfloat16)
     xs = jnp.asarray(np.random.default_rng(1).normal(size=(40, 48)), jnp.bfloat16)
     np.testing.assert_allclose(
@@ -42,9 +43,25 @@ def test_plain_form_puts_back_the_untransposed_weight_gradient():
 
 
 @pytest.mark.slow  # CI runs it; `-m "not slow"` skips it in the inner loop.
-def test_rows_ratios_and_losses(capsys):
+def test_rows_ratios_and_losses(capsys, monkeypatch):
+    calls = {"transposed": 0, "plain": 0}
+
+    def counted(name, form):
+        def wrapped(x, cotangent):
+            calls[name] += 1
+            return form(x, cotangent)
+
+        return wrapped
+
+    # Each row's step must be traced with its own form (ViT-Ti/16's MLP narrows: 768 -> 192).
+    original = matmul._narrowing_kernel_gradient
+    monkeypatch.setattr(matmul, "_narrowing_kernel_gradient", counted("transposed", original))
+    monkeypatch.setattr(
+        bench, "plain_kernel_gradient", counted("plain", bench.plain_kernel_gradient)
+    )
     args = ["--model", "ViT-Ti_16", "--batch", "2", "--image_size", "32", "--rounds", "1"]
     bench.main([*args, "--json"])
+    assert calls["transposed"] > 0 and calls["plain"] > 0, calls
     report = json.loads(capsys.readouterr().out)
     rows = report["rows"]
     assert [row["kernel_gradient"] for row in rows] == ["transposed", "plain"]

@@ -107,6 +107,17 @@ def _float32_converts(compiled_hlo: str) -> list[str]:
     return [line.strip() for line in lines if re.search(r"= f32\[.*\bconvert\(", line)]
 
 
+def _dot_converts(spec: str, a: jax.Array, b: jax.Array) -> list[str]:
+    """The float32 conversions in the compiled program of one float32-accumulating einsum."""
+    dot = jax.jit(lambda a, b: jnp.einsum(spec, a, b, preferred_element_type=jnp.float32))
+    return _float32_converts(dot.lower(a, b).compile().as_text())
+
+
+def _skip_without_bfloat16_dots(x: jax.Array, kernel: jax.Array) -> None:
+    if _dot_converts("ti,io->to", x, kernel):
+        pytest.skip("this CPU has no bfloat16 matmul path in XLA: every bfloat16 dot converts")
+
+
 @pytest.mark.skipif(jax.default_backend() != "cpu", reason="checks XLA:CPU's compiled program")
 def test_bfloat16_weight_gradient_stays_bfloat16_on_cpu():
     """XLA:CPU runs a dot whose first operand is contracted on its leading axis (the weight
@@ -119,14 +130,9 @@ def test_bfloat16_weight_gradient_stays_bfloat16_on_cpu():
     def loss(x, kernel):
         return jnp.sum(matmul_f32(x, kernel) * weights)
 
-    def converts(spec, a, b):
-        dot = jax.jit(lambda a, b: jnp.einsum(spec, a, b, preferred_element_type=jnp.float32))
-        return _float32_converts(dot.lower(a, b).compile().as_text())
-
     flat_x, flat_g = x.reshape(-1, 32), weights.reshape(-1, 48).astype(jnp.bfloat16)
-    if converts("ti,io->to", flat_x, kernel):
-        pytest.skip("this CPU has no bfloat16 matmul path in XLA: every bfloat16 dot converts")
-    if not converts("ti,to->io", flat_x, flat_g):
+    _skip_without_bfloat16_dots(flat_x, kernel)
+    if not _dot_converts("ti,to->io", flat_x, flat_g):
         pytest.skip(
             "XLA:CPU no longer converts a plain weight-gradient dot: the unit axis of "
             "_backward_einsum can go"
@@ -150,6 +156,7 @@ def test_narrowing_kernel_gradient_is_computed_transposed_and_runs_in_bfloat16()
         return jnp.sum(matmul_f32(x, kernel) * weights)
 
     x16, kernel16 = x.astype(jnp.bfloat16), kernel.astype(jnp.bfloat16)
+    _skip_without_bfloat16_dots(x16.reshape(-1, 48), kernel16)
     grad = jax.jit(jax.grad(loss, (0, 1)))
     compiled = grad.lower(x16, kernel16).compile().as_text()
     dots = re.findall(r"= (\w+\[[\d,]*\])\S* dot\(", compiled)

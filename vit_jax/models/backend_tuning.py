@@ -100,7 +100,9 @@ Nothing here has been measured on a TPU, so it gets JAX's own defaults.
    two runs each for ViT-B/16): ViT-B/16 3733 and 3734 img/s against 3323 and 3347 with
    "float32" (1.12x); ViT-L/16 1002 against 943 (1.06x) (RESULTS.md, "GPU").
    "compute" is also what AMD GPUs get (the same reasoning; not measured on one).
-   TPU (and other accelerators): "float32", as before; nothing measured.
+   TPU (and other accelerators): "float32", as before; nothing measured. The "float32" form's
+   backward computes a narrowing kernel's gradient transposed for the CPU's sake
+   (`matmul._narrowing_kernel_gradient`), on TPU too: there it costs a transposed copy.
    Compiled for other devices (`matmul_outputs_compiled_for`): the targets' choice where they
    all agree (every one a GPU: "compute"), else "float32".
 

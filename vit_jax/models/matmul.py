@@ -111,9 +111,12 @@ def _backward_einsum(first_spec, first, second_spec, second, out_spec) -> jax.Ar
 
 
 def _narrowing_kernel_gradient(x: jax.Array, cotangent: jax.Array) -> jax.Array:
-    """The gradient of a dense kernel [I, O] with more rows than columns (I > O: the MLP's second
-    layer), from the layer's input `x` [T, I] and output cotangent [T, O]: computed as its
-    transpose [O, I] and transposed back.
+    """The gradient of a dense kernel [I, O] with more rows than columns (I > O), from the
+    layer's input `x` [T, I] and output cotangent [T, O]: computed as its transpose [O, I] and
+    transposed back. In ViT-B/16 that is the MLP's second layer; also patch embeddings with
+    P * P * 3 > D (B/32, S/16, Ti/16) and heads with fewer classes than D (measured only for
+    B/16). Low-precision compute with "float32" matmul outputs only (the CPU's and TPU's
+    "auto"; GPU only with "float32" set): float32 and "compute" outputs keep JAX's gradient.
 
     Why: the plain form multiplies a transposed copy of `x` [I, T] by the cotangent, and on
     XLA:CPU that copy (of the MLP's widest activation) and that product both ran slowly inside
@@ -124,7 +127,7 @@ def _narrowing_kernel_gradient(x: jax.Array, cotangent: jax.Array) -> jax.Array:
     batch 8 (the same micro-batches; within that VM's drift). The barrier keeps XLA from folding
     the transpose into the product's output layout: a bfloat16 dot so laid out is one YNNPACK
     does not take, and XLA:CPU's own dot cannot run it ("Unsupported element type for
-    DotThunk::Execute: BF16 x BF16 = F32"). On GPU and TPU (not measured) it costs a transposed
+    DotThunk::Execute: BF16 x BF16 = F32"). On TPU and GPU (not measured) it costs a transposed
     copy of the gradient.
     """
     transposed = einsum_f32_materialised("to,ti->oi", cotangent, x)  # [O, I] float32
