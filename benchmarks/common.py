@@ -101,6 +101,26 @@ def round_robin_seconds(
     return seconds
 
 
+def round_robin_train_steps(
+    runners: Mapping[K, Callable[[], Any]], *, rounds: int
+) -> dict[K, list[float]]:
+    """Seconds of every timed training step, by row: `round_robin_seconds` over each row's
+    `runners[row]()` (one step, returning its loss), two steps a turn after an untimed one, as in
+    `benchmarks.torch_compare`. Then one more step per row: a loss that is not finite (a NaN
+    stays in the parameters once it reaches them) stops the run with the row's name, so that a
+    diverged run's steps are never reported as if they were fine."""
+    runs = {
+        name: lambda n, run=run: seconds_each(run, warmup=1, repeats=n)
+        for name, run in runners.items()
+    }
+    times = round_robin_seconds(runs, rounds=rounds, steps=2)
+    for name, run in runners.items():
+        loss = float(run())
+        if not np.isfinite(loss):
+            raise SystemExit(f"{name}: the loss became {loss} during the timing")
+    return times
+
+
 def with_xla_matmuls(model: Any) -> Any:
     """`model` (a `VisionTransformer`) with XLA's matmuls, for counting its FLOPs: XLA's cost
     analysis and the jaxpr count (`vit_jax.plan.flops`) do not see into the custom calls

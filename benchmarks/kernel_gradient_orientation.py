@@ -32,7 +32,6 @@ if __name__ == "__main__":  # Before the imports below: see vit_jax/cli/huge_pag
 
 import jax
 import jax.numpy as jnp
-import numpy as np
 
 from benchmarks import common
 from benchmarks.model_throughput import (
@@ -89,15 +88,7 @@ def main(argv=None) -> None:
         # On stderr, so that `--json` prints only the report on stdout.
         print(f"{name}: first losses {losses[name]}", file=sys.stderr)
 
-    runs = {
-        name: lambda n, run=run: common.seconds_each(run, warmup=1, repeats=n)
-        for name, run in runners.items()
-    }
-    times = common.round_robin_seconds(runs, rounds=args.rounds, steps=2)
-    for name, run in runners.items():  # A NaN stays in the parameters once it reaches them.
-        loss = float(run())
-        if not np.isfinite(loss):  # Never report a diverged run's steps as if they were fine.
-            raise SystemExit(f"{name}: the loss became {loss} during the timing")
+    times = common.round_robin_train_steps(runners, rounds=args.rounds)
     plain = statistics.median(times["plain"])
     rows = []
     for name in forms:
