@@ -70,7 +70,7 @@ def time_train_step(model, params, images, labels) -> tuple[float, float]:
     # Compiled once, for the FLOP count and every timed call (a big model compiles slowly),
     # unless a custom call runs the matmuls: then counted on XLA's (`common.with_xla_matmuls`).
     step = train_step_fn(model).lower(params, images, labels).compile()
-    if models.matmul.resolve_library(model.matmul_library, model.dtype) == "xla":
+    if _libraries(model) == "xla":
         flops = common.flops_of(step)
     else:
         counted = train_step_fn(common.with_xla_matmuls(model))
@@ -181,7 +181,7 @@ def measure(
         "batch": batch,
         "micro_batch": "-" if train else str(_resolved(micro_batch, library, params)),
         "accum_steps": accum_steps if train and accum_steps else "-",
-        "matmuls": library,
+        "matmuls": _libraries(model),
         "img_s": batch / seconds,
         "img_s_core": batch / seconds / cores,
         "gflop_per_img": flops / batch / 1e9,
@@ -189,6 +189,14 @@ def measure(
         "of_matmul_peak": gflops / peak,
     }
     return row, logits
+
+
+def _libraries(model) -> str:
+    """Who runs `model`'s matmuls here: the dense layers' library, and the attention core's
+    products' where "auto" picks another for them (`models.matmul.resolve_attention_products`)."""
+    dense = models.matmul.resolve_library(model.matmul_library, model.dtype)
+    products = models.matmul.resolve_attention_products(model.matmul_library, model.dtype)
+    return dense if products == dense else f"{dense}, attention products {products}"
 
 
 def _resolved(micro_batch: models.micro_batch.MicroBatch, library: str, params) -> str:

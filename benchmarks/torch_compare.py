@@ -9,10 +9,11 @@ step on softmax cross-entropy. Ours is the trainer's own step at its defaults
 (`training.step.make_train_step` with `config.accum_steps` unset: micro-batches on CPU, see
 `models/backend_tuning.py`), with the plain step (`model.apply` under `jax.grad`) beside it.
 `--dtype bfloat16`: our bfloat16 compute (float32 parameters) against torch's CPU autocast to
-bfloat16. `--matmul_library` is the model's (`models.matmul`): "auto", the default, takes
-oneDNN's custom call (the library torch's CPU bfloat16 matmuls use; the `onednn` extra) for
-bfloat16 on a CPU with AMX, MKL's or else OpenBLAS's (the `mkl`, `openblas` extras) for float32
-on an Intel CPU with AVX-512, XLA's otherwise; "xla", "onednn", "openblas" or "mkl" forces one.
+bfloat16. `--matmul_library` is the model's (`models.matmul`): "auto", the default, takes oneDNN's
+custom call (the library torch's CPU bfloat16 matmuls use; the `onednn` extra) for bfloat16 on a CPU
+with AMX (on an AMD one with AVX-512 bf16, for the attention core's products only), MKL's or else
+OpenBLAS's (the `mkl`, `openblas` extras) for float32 on an Intel CPU with AVX-512, XLA's otherwise;
+"xla", "onednn", "openblas" or "mkl" forces one.
 Needs the `torch` extra.
 
 Each side runs in the environment its users get. Ours re-executes itself first with glibc's
@@ -60,7 +61,11 @@ from benchmarks.model_throughput import (
 from vit_jax import models
 from vit_jax.cli.huge_pages import environment_without_huge_pages
 from vit_jax.models.backend_tuning import CUSTOM_CALL_NAMES
-from vit_jax.models.matmul import MATMUL_LIBRARIES, resolve_library
+from vit_jax.models.matmul import (
+    MATMUL_LIBRARIES,
+    resolve_attention_products,
+    resolve_library,
+)
 
 
 def torch_models(image_size: int, name: str = "ViT-B_16"):
@@ -276,7 +281,10 @@ def main(argv=None) -> None:
         return
     ours, trainer_step = jax_row(*shape, args.dtype, args.repeats, args.matmul_library)
     resolved = resolve_library(args.matmul_library, jnp.dtype(args.dtype))
+    products = resolve_attention_products(args.matmul_library, jnp.dtype(args.dtype))
     library = "XLA" if resolved == "xla" else f"{CUSTOM_CALL_NAMES[resolved]} matmuls"
+    if products != resolved:  # "auto" on AMD CPUs with AVX-512 bf16 (backend_tuning).
+        library += f", {CUSTOM_CALL_NAMES.get(products, 'XLA')} attention products"
     ours_name = f"vit_jax ({library}), trainer step, accum_steps {ours['accum_steps']}"
     children = {}
     try:
@@ -310,7 +318,7 @@ def main(argv=None) -> None:
         for name, r in results.items()
     ]
     header = {"model": "ViT-B_16", "batch": args.batch, "dtype": args.dtype}
-    header["matmul_library"] = f"{args.matmul_library} ({resolved})"
+    header["matmul_library"] = f"{args.matmul_library} ({resolved}; attention products: {products})"
     header["train_steps_timed_per_row"] = f"{args.rounds} rounds x {args.repeats}, interleaved"
     torch_env = torch_environment(os.environ, args.torch_huge_pages)
     header["torch_glibc_tunables"] = torch_env.get("GLIBC_TUNABLES") or "-"

@@ -87,6 +87,25 @@ def test_onednn_products_give_the_xla_products_values_and_gradient(dtype):
         np.testing.assert_allclose(got_value, want_value, atol=tolerance * scale)
 
 
+@pytest.mark.parametrize("vendor, want", [("AuthenticAMD", 6), ("GenuineIntel", 0)])
+def test_auto_products_run_by_onednn_on_amd_cpus_with_avx512_bf16(monkeypatch, vendor, want):
+    """`matmul_library="auto"` on an AMD CPU with AVX-512 bf16 and no AMX (Zen 4): the packed
+    attention's six products, forward and backward, by oneDNN's custom call; on such an Intel
+    CPU, XLA's (`backend_tuning.auto_attention_products`)."""
+    from vit_jax.models import backend_tuning, onednn_matmul
+
+    custom_calls.require(jnp.bfloat16, "onednn")
+    monkeypatch.setattr(backend_tuning, "cpu_vendor", lambda: vendor)
+    monkeypatch.setattr(backend_tuning, "cpu_has_avx512_bf16", lambda: True)
+    monkeypatch.setattr(onednn_matmul, "uses_amx", lambda: False)
+    monkeypatch.setattr(jax, "device_count", lambda: 1)  # The suite forces 8 host devices.
+    qkv, cotangent = _inputs(jnp.bfloat16)
+    core = lambda x: packed_attention(x, products="auto")
+    gradient = jax.jit(lambda x, c: _gradient(core, x, c))  # Forward (2) and backward (4).
+    lowered = gradient.lower(qkv, cotangent).as_text()
+    assert lowered.count(onednn_matmul.TARGET) == want
+
+
 def _dot_operand_types(compiled_hlo: str) -> list[tuple[str, str]]:
     """Element types of the two operands of every dot in a compiled program."""
     types = dict(re.findall(r"%(\S+) = (\w+)\[", compiled_hlo))

@@ -209,6 +209,44 @@ def test_auto_matmul_library_takes_onednn_for_bfloat16_with_amx_and_mkl_or_openb
     assert backend_tuning.auto_matmul_library(dtype) == "xla"
 
 
+@pytest.mark.parametrize(
+    "dtype, vendor, avx512_bf16, amx, unavailable, devices, want",
+    [
+        (jnp.bfloat16, AMD, True, False, None, 1, "onednn"),  # Zen 4: the products only (measured).
+        (jnp.bfloat16, INTEL, True, True, None, 1, "onednn"),  # AMX: every matmul, as before.
+        (jnp.bfloat16, INTEL, True, False, None, 1, "xla"),  # Cooper Lake: unmeasured.
+        (jnp.bfloat16, AMD, False, False, None, 1, "xla"),  # No bf16 instructions (Zen 3).
+        (jnp.bfloat16, AMD, True, False, "no g++ on PATH", 1, "xla"),  # Not built: no error.
+        (jnp.bfloat16, AMD, True, False, None, 8, "xla"),  # No partitioning rule.
+        (jnp.float32, AMD, True, False, None, 1, "xla"),  # oneDNN's float32: not measured.
+        (jnp.float16, AMD, True, False, None, 1, "xla"),
+    ],
+)
+def test_auto_attention_products_take_onednn_for_bfloat16_on_amd_avx512_bf16(
+    monkeypatch, dtype, vendor, avx512_bf16, amx, unavailable, devices, want
+):
+    from vit_jax.models import cblas_matmul, matmul, onednn_matmul
+
+    monkeypatch.setattr(backend_tuning, "cpu_vendor", lambda: vendor)
+    monkeypatch.setattr(backend_tuning, "cpu_has_avx512", lambda: True)
+    monkeypatch.setattr(backend_tuning, "cpu_has_avx512_bf16", lambda: avx512_bf16)
+    monkeypatch.setattr(jax, "default_backend", lambda: "cpu")
+    monkeypatch.setattr(jax, "device_count", lambda: devices)
+    monkeypatch.setattr(onednn_matmul, "unavailable", lambda dtype: unavailable)
+    monkeypatch.setattr(onednn_matmul, "uses_amx", lambda: amx and unavailable is None)
+    monkeypatch.setattr(cblas_matmul.MKL, "unavailable", lambda dtype: NO_MKL)
+    monkeypatch.setattr(cblas_matmul.OPENBLAS, "unavailable", lambda dtype: NO_MKL)
+    assert backend_tuning.auto_attention_products(dtype) == want
+    assert matmul.resolve_attention_products("auto", dtype) == want
+    # The dense layers keep their own choice: oneDNN only with AMX.
+    dense = "onednn" if (amx and dtype == jnp.bfloat16 and devices == 1) else "xla"
+    assert matmul.resolve_library("auto", dtype) == dense
+    for library in ("xla", "onednn"):  # A library the user names is kept.
+        assert matmul.resolve_attention_products(library, dtype) == library
+    monkeypatch.setattr(jax, "default_backend", lambda: "gpu")
+    assert backend_tuning.auto_attention_products(dtype) == "xla"
+
+
 def test_cpu_features_are_read_from_proc_cpuinfo():
     """What "auto" reads of the CPU: this host's vendor and flags, "" and False where unread
     (no /proc/cpuinfo, or no vendor_id in it, as on ARM)."""
@@ -217,12 +255,14 @@ def test_cpu_features_are_read_from_proc_cpuinfo():
             text = info.read()
     except OSError:
         assert (backend_tuning.cpu_vendor(), backend_tuning.cpu_has_avx512()) == ("", False)
+        assert not backend_tuning.cpu_has_avx512_bf16()
         return
     if "vendor_id" in text:
         assert backend_tuning.cpu_vendor() in text and backend_tuning.cpu_vendor() != ""
     else:
         assert backend_tuning.cpu_vendor() == ""
     assert backend_tuning.cpu_has_avx512() == (" avx512f " in text.replace("\n", " "))
+    assert backend_tuning.cpu_has_avx512_bf16() == (" avx512_bf16 " in text.replace("\n", " "))
 
 
 def test_only_the_first_cpus_fields_are_read(monkeypatch, tmp_path):
@@ -233,7 +273,7 @@ def test_only_the_first_cpus_fields_are_read(monkeypatch, tmp_path):
     fake = tmp_path / "cpuinfo"
     fake.write_text(
         "processor\t: 0\nvendor_id\t: GenuineIntel\nflags\t\t: fpu avx512f sse\nodd line\n\n"
-        "processor\t: 1\nvendor_id\t: AuthenticAMD\nflags\t\t: fpu\n"
+        "processor\t: 1\nvendor_id\t: AuthenticAMD\nflags\t\t: fpu avx512_bf16\n"
     )
     real_open = builtins.open
     redirect = lambda path, *args, **kwargs: real_open(
@@ -248,6 +288,7 @@ def test_only_the_first_cpus_fields_are_read(monkeypatch, tmp_path):
                 "GenuineIntel",
                 True,
             )
+            assert not backend_tuning.cpu_has_avx512_bf16()  # The second CPU's flag is not read.
         assert fields == {
             "processor": "0",
             "vendor_id": "GenuineIntel",

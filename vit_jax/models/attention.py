@@ -13,19 +13,19 @@ compute dtype instead; the softmax stays float32 either way. The matmuls' backwa
 in the compute dtype (`vit_jax.models.matmul`).
 
 The attention core (`implementation`): "auto" (default) takes the default backend's choice in
-`vit_jax.models.backend_tuning` (the explicit softmax attention of
-`vit_jax.models.attention_core` on CPU; cuDNN's flash attention on NVIDIA GPUs that run it;
-`jax.nn.dot_product_attention`, left to JAX, elsewhere; each measured there). "xla" and "cudnn"
-force `dot_product_attention` with that implementation ("cudnn" at even sequence lengths,
-`even_length_attention`); "explicit" forces the explicit path. Its products, like the projections',
-run by `matmul_library` ("xla"; "onednn", "openblas" or "mkl": a CPU custom call,
-`models.onednn_matmul` or `models.cblas_matmul`, an optional build, with a clear error where it does
-not run; "auto": the library `backend_tuning` picks, item 5). All give the same outputs within float
-tolerance (tested). The explicit path runs `attention_core.packed_attention` on the packed q, k, v
-(its bfloat16 gradient is hand-written for speed) unless the weights are needed: attention-weight
-dropout or `intermediates`. With `num_queries`, only the first tokens' queries are projected and
-attend (the class-token classifier's last block, see `models.Encoder`); the explicit path then runs
-`explicit_attention`.
+`vit_jax.models.backend_tuning` (the explicit softmax attention of `vit_jax.models.attention_core`
+on CPU; cuDNN's flash attention on NVIDIA GPUs that run it; `jax.nn.dot_product_attention`, left to
+JAX, elsewhere; each measured there). "xla" and "cudnn" force `dot_product_attention` with that
+implementation ("cudnn" at even sequence lengths, `even_length_attention`); "explicit" forces the
+explicit path. Its products, like the projections', run by `matmul_library` ("xla"; "onednn",
+"openblas" or "mkl": a CPU custom call, `models.onednn_matmul` or `models.cblas_matmul`, an optional
+build, with a clear error where it does not run; "auto": the library `backend_tuning` picks, item 5,
+which for the explicit core's products differs from the projections' on AMD CPUs with AVX-512 bf16:
+oneDNN's for bfloat16). All give the same outputs within float tolerance (tested). The explicit path
+runs `attention_core.packed_attention` on the packed q, k, v (its bfloat16 gradient is hand-written
+for speed) unless the weights are needed: attention-weight dropout or `intermediates`. With
+`num_queries`, only the first tokens' queries are projected and attend (the class-token classifier's
+last block, see `models.Encoder`); the explicit path then runs `explicit_attention`.
 """
 
 from __future__ import annotations

@@ -23,11 +23,11 @@ than JAX's gradient and the trainer step 1.06x (benchmarks/RESULTS.md, "Packed a
 the unit axes, so float32 keeps JAX's gradient.
 
 `packed_attention(qkv, products="onednn")` (or "openblas", "mkl") runs the same VJP, for float32
-too, with its six batched products by that library's XLA custom call on CPU
-(`models.onednn_matmul`, `models.cblas_matmul`) instead of XLA's dots: the explicit attention
-of a model with that `matmul_library` (`models.attention`), measured in
-`models.backend_tuning` (item 5). Reverse mode only, as the custom VJP is, float32
-included.
+too, with its six batched products by that library's XLA custom call on CPU (`models.onednn_matmul`,
+`models.cblas_matmul`) instead of XLA's dots: the explicit attention of a model with that
+`matmul_library` (`models.attention`), measured in `models.backend_tuning` (item 5; "auto" takes
+oneDNN's for bfloat16 also on AMD CPUs with AVX-512 bf16, `resolve_attention_products`). Reverse
+mode only, as the custom VJP is, float32 included.
 
 The softmax runs in float32 and the matmuls accumulate in float32, as in the explicit path;
 the backward multiplies in the compute dtype, as `matmul.einsum_f32` does.
@@ -46,7 +46,7 @@ from vit_jax.models.matmul import (
     MatmulLibrary,
     einsum_f32,
     einsum_f32_materialised,
-    resolve_library,
+    resolve_attention_products,
 )
 
 # Who multiplies in `packed_attention`: XLA's dots, or a custom call's (the model's
@@ -90,8 +90,8 @@ def explicit_attention(
 
 def packed_attention(qkv: jax.Array, *, products: Products = "xla") -> jax.Array:
     """Softmax attention of `qkv [B, N, 3, H, K]` (query already scaled) -> `[B, N, H, K]`,
-    its batched products by `products` (see the module; "auto": `resolve_library`)."""
-    products = resolve_library(products, qkv.dtype)
+    its batched products by `products` (see the module; "auto": `resolve_attention_products`)."""
+    products = resolve_attention_products(products, qkv.dtype)
     if products == "xla" and jnp.finfo(qkv.dtype).bits >= 32:
         return explicit_attention(qkv[:, :, 0], qkv[:, :, 1], qkv[:, :, 2], scale=1.0)[0]
     return _attention_with_vjp(products, qkv)

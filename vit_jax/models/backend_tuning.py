@@ -77,10 +77,11 @@ Nothing here has been measured on a TPU, so it gets JAX's own defaults.
    bfloat16 2.41) and one piece slowest (1.22 and 2.07). Measured for ViT-B/16 at 224 px
    only; other shapes follow the same byte budget unmeasured (B/16 at 384 px: 1 image, L/16
    at 224 px: 3).
-   With a custom call's matmuls (item 5: "onednn", "openblas", "mkl", or "auto" where it picks one)
-   the CPU's budget is `CUSTOM_CALL_TRAIN_ACTIVATION_BYTES` = 40 MiB (ViT-B/16 at 224 px: 16
-   images): their matmuls gain from more rows per call where XLA's lose. OpenBLAS, float32 batch 8
-   (session 32, one in-process run): whole batch 1.088x XLA's 4-image step, 4-image pieces 1.029x.
+   With a custom call's matmuls (item 5: "onednn", "openblas", "mkl", or "auto" where it picks one
+   for the dense layers) the CPU's budget is `CUSTOM_CALL_TRAIN_ACTIVATION_BYTES` = 40 MiB
+   (ViT-B/16 at 224 px: 16 images): their matmuls gain from more rows per call where XLA's lose.
+   OpenBLAS, float32 batch 8 (session 32, one in-process run): whole batch 1.088x XLA's 4-image
+   step, 4-image pieces 1.029x.
    oneDNN, bfloat16 on the Intel host (RESULTS.md, session 30), against micro-batches of 4 images in
    the same process: batch 8 in one piece 1.13x and 1.03x (two runs); batch 32 in 16 images 1.115x,
    in one piece 1.134x; the whole batch-32 step (`model.apply` under `jax.grad`) 1.12x the trainer's
@@ -115,8 +116,9 @@ Nothing here has been measured on a TPU, so it gets JAX's own defaults.
    oneDNN runs with AMX and the extra is installed (its first use builds the custom call, once per
    toolchain, into the user's cache; where the build fails, "auto" is XLA); "mkl", else "openblas",
    for float32 on Intel AVX-512 CPUs (below). "xla" otherwise: oneDNN's float32 (not faster, below);
-   bfloat16 on CPUs without AMX (on the AMD EPYC host, AVX-512 bf16, oneDNN's step was level with
-   XLA's: below);
+   bfloat16 dense layers on CPUs without AMX (on the AMD EPYC host, AVX-512 bf16, oneDNN's step was
+   level with XLA's: below; the attention core's products there take oneDNN, see the end of this
+   item);
    processes with several devices (a multi-process CPU run, forced host devices), since the custom
    call has no partitioning rule and XLA would gather its operands onto every device, each then
    multiplying the whole batch; GPUs and TPUs; and any program compiled for other devices or
@@ -152,8 +154,21 @@ Nothing here has been measured on a TPU, so it gets JAX's own defaults.
    On the AMD EPYC host (Zen 4: AVX-512 with bf16, no AMX; session 35, one in-process run per
    row, `benchmarks.matmul_library_step`, against XLA's step at its defaults) no custom call
    was faster: float32 batch 8 OpenBLAS 0.979x, oneDNN 0.973x, MKL 0.781x (MKL on an AMD
-   CPU); bfloat16 oneDNN 1.00x at batch 8 and 0.992x at batch 32. So "auto" keeps XLA there,
-   where the step is already ahead of torch (RESULTS.md, session 35).
+   CPU); bfloat16 oneDNN 1.00x at batch 8 and 0.992x at batch 32. So "auto" keeps XLA's dense
+   matmuls there, where the step is already ahead of torch (RESULTS.md, session 35).
+   The explicit attention core's six batched products (`auto_attention_products`) follow the dense
+   layers' choice, except for bfloat16 on AMD CPUs with AVX-512 bf16 instructions
+   (`cpu_has_avx512_bf16`; no AMX), where they take oneDNN's custom call (one CPU device, the extra
+   installed). On the AMD EPYC host (session 40) one such product alone ran at 45-107 GFLOP/s by XLA
+   (100-130 inside the trainer's step) and 105-366 by oneDNN (its [197, 197] and [197, 64] matrices
+   are small for XLA's YNNPACK), the core's forward and backward pass alone 1.88x faster. The
+   trainer's bfloat16 step of ViT-B/16 with huge pages on (the command lines' default;
+   `benchmarks.matmul_library_step --libraries xla auto`, round-robin in one process) was 1.08x
+   faster at batch 8 (one run; two scratch A/Bs before it: 1.12x and 1.10x) and 0.97x, 1.16x and
+   1.05x at batch 32. Without huge pages the same scratch A/Bs at batch 8 showed no gain (1.017x),
+   for reasons not known. Intel CPUs with AVX-512 bf16 but no AMX (Cooper Lake) keep XLA's:
+   unmeasured, and on the Intel host oneDNN's products alone did not speed the step up (session 29).
+   float32 products keep XLA's (oneDNN's not measured in the step).
    "onednn", "openblas" or "mkl" set by the user in a program compiled for other devices or
    exported: refused (`check_portable`).
 
@@ -188,8 +203,9 @@ CUSTOM_CALL_NAMES = {"onednn": "oneDNN", "openblas": "OpenBLAS", "mkl": "MKL"}
 # AVX-512 CPUs (Zen 4 and later), where its step was not faster than XLA's (0.979x, item 5).
 # Measured faster on "SkylakeX" (the Intel Xeon host) only.
 OPENBLAS_AUTO_CORES = ("SkylakeX", "Cooperlake", "SapphireRapids")
-# The x86 vendor string of Intel's CPUs (/proc/cpuinfo's vendor_id).
+# The x86 vendor strings of Intel's and AMD's CPUs (/proc/cpuinfo's vendor_id).
 INTEL_VENDOR = "GenuineIntel"
+AMD_VENDOR = "AuthenticAMD"
 
 # Tokens per micro-batch of CPU inference; see item 2 above.
 TOKENS_PER_MICRO_BATCH = 800
@@ -354,6 +370,22 @@ def auto_matmul_library(dtype: Any) -> ResolvedLibrary:
     return "xla"
 
 
+def auto_attention_products(dtype: Any) -> ResolvedLibrary:
+    """The library that runs the explicit attention core's batched products under
+    `matmul_library="auto"` (item 5): `auto_matmul_library`'s, except that bfloat16 takes oneDNN's
+    custom call also without AMX on AMD CPUs with AVX-512 bf16 instructions (`cpu_has_avx512_bf16`:
+    Zen 4 and later, where it was measured), in a process with one CPU device where it is ready.
+    Intel CPUs keep the dense layers' choice: there, oneDNN's products without its dense matmuls
+    were not faster (session 29)."""
+    library = auto_matmul_library(dtype)
+    if library != "xla" or jax.device_count() > 1 or jnp.dtype(dtype) != jnp.bfloat16:
+        return library
+    if cpu_vendor() == AMD_VENDOR and cpu_has_avx512_bf16():
+        if custom_call_unavailable("onednn", dtype) is None:
+            return "onednn"
+    return "xla"
+
+
 @functools.cache
 def _first_cpu_fields() -> Mapping[str, str]:
     """The fields of the first CPU in /proc/cpuinfo ("vendor_id", "flags", ...), read once; empty
@@ -379,6 +411,12 @@ def cpu_vendor() -> str:
 def cpu_has_avx512() -> bool:
     """Whether this CPU has AVX-512 (its foundation, `avx512f`), as far as it can be read."""
     return "avx512f" in _first_cpu_fields().get("flags", "").split()
+
+
+def cpu_has_avx512_bf16() -> bool:
+    """Whether this CPU has AVX-512's bfloat16 instructions (`avx512_bf16`: AMD Zen 4 and later,
+    Intel Cooper Lake and Sapphire Rapids and later), as far as it can be read."""
+    return "avx512_bf16" in _first_cpu_fields().get("flags", "").split()
 
 
 def attention_compiled_for(platforms: Sequence[str]) -> Literal["explicit", "xla"]:

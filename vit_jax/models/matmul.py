@@ -26,7 +26,8 @@ Which library runs the dense layers' matmuls (`matmul_library`): "xla", or a CPU
 "openblas" or "mkl" (`models.cblas_matmul`, float32), for `matmul` and `dense_dot_general` in either
 form of outputs; "auto" (the default) takes a custom call where it was measured faster and is
 present, else XLA (`models.backend_tuning`, item 5; `resolve_library`).
-The attention core's products follow the same choice (`models.attention`).
+The attention core's products run by the library `matmul_library` names (`models.attention`); for
+"auto", `resolve_attention_products` may pick another for them than for the dense layers.
 """
 
 from __future__ import annotations
@@ -215,6 +216,15 @@ def resolve_library(library: MatmulLibrary, dtype: object) -> ResolvedLibrary:
     choice (`backend_tuning.auto_matmul_library`)."""
     check_library(library)
     return backend_tuning.auto_matmul_library(dtype) if library == "auto" else library
+
+
+def resolve_attention_products(library: MatmulLibrary, dtype: object) -> ResolvedLibrary:
+    """The library that runs the explicit attention core's batched products for `dtype` operands:
+    `library`, with "auto" replaced by this process's choice for them
+    (`backend_tuning.auto_attention_products`; it differs from the dense layers' on AMD CPUs with
+    AVX-512 bf16)."""
+    check_library(library)
+    return backend_tuning.auto_attention_products(dtype) if library == "auto" else library
 
 
 def _in_compute_dtype(outputs: MatmulOutputs, *operands: jax.Array) -> bool:
