@@ -96,15 +96,21 @@ def trainer_step_fn(model, accum_steps: int):
     return jax.jit(train_step, donate_argnums=(0,)), tx
 
 
+def initial_train_state(params, tx):
+    """The trainer's state at step 0 for `params` (copied: the trainer's step donates its state,
+    and the caller keeps theirs) and the optimizer `tx`."""
+    from vit_jax.training.step import TrainState
+
+    params = jax.tree.map(jnp.copy, params)
+    rng = jax.random.key_data(jax.random.key(0))
+    return TrainState(jnp.zeros((), jnp.int32), params, tx.init(params), rng)
+
+
 def trainer_step_runner(model, params, images, labels, accum_steps: int) -> Callable[[], Any]:
     """A call that runs one of the trainer's own steps (`trainer_step_fn`) on (images, labels),
     carrying the training state from call to call; it returns the step's loss."""
-    from vit_jax.training.step import TrainState
-
     trainer_step, tx = trainer_step_fn(model, accum_steps)
-    params = jax.tree.map(jnp.copy, params)  # The step donates its state: keep the caller's.
-    rng = jax.random.key_data(jax.random.key(0))
-    state = {"train": TrainState(jnp.zeros((), jnp.int32), params, tx.init(params), rng)}
+    state = {"train": initial_train_state(params, tx)}
     batch = {"image": images, "label": labels}
 
     def run():

@@ -73,26 +73,33 @@ def _dims(shape: str) -> tuple[str, list[int]] | None:
     return match.group(1), [int(d) for d in match.group(2).split(",") if d]
 
 
+def _lhs_and_out(rest: str, out_shape: str, shapes: Mapping[str, str]):
+    """(the first operand's dims, the result's dims) of an instruction whose operands and
+    attributes are `rest`, or None where either cannot be read."""
+    operands = re.findall(r"%([\w.\-]+)", rest.split(")")[0])
+    lhs, out = _dims(shapes.get(operands[0], "")) if operands else None, _dims(out_shape)
+    return None if lhs is None or out is None else (lhs[1], out[1])
+
+
 def _dot_flops(rest: str, out_shape: str, shapes: Mapping[str, str]) -> int:
     """2 x output elements x contracted size of a dot whose operands and attributes are `rest`."""
-    operands = re.findall(r"%([\w.\-]+)", rest.split(")")[0])
+    dims = _lhs_and_out(rest, out_shape, shapes)
     contracting = re.search(r"lhs_contracting_dims=\{([\d,]*)\}", rest)
-    out, lhs = _dims(out_shape), _dims(shapes.get(operands[0], "")) if operands else None
-    if out is None or lhs is None or contracting is None:
+    if dims is None or contracting is None:
         return 0
-    contracted = math.prod(lhs[1][int(i)] for i in contracting.group(1).split(",") if i)
-    return 2 * math.prod(out[1]) * contracted
+    lhs, out = dims
+    return 2 * math.prod(out) * math.prod(lhs[int(i)] for i in contracting.group(1).split(",") if i)
 
 
 def _custom_matmul_flops(rest: str, out_shape: str, shapes: Mapping[str, str]) -> int:
     """The FLOPs of a `_MATMUL_TARGETS` custom call: lhs [..., M, K], or [..., K, M] with
     `lhs_transposed`, -> [..., M, N]."""
-    operands = re.findall(r"%([\w.\-]+)", rest.split(")")[0])
-    out, lhs = _dims(out_shape), _dims(shapes.get(operands[0], "")) if operands else None
-    if out is None or lhs is None or len(lhs[1]) < 2:
+    dims = _lhs_and_out(rest, out_shape, shapes)
+    if dims is None or len(dims[0]) < 2:
         return 0
+    lhs, out = dims
     transposed = re.search(r"lhs_transposed = true", rest) is not None
-    return 2 * math.prod(out[1]) * lhs[1][-2 if transposed else -1]
+    return 2 * math.prod(out) * lhs[-2 if transposed else -1]
 
 
 def _short_layer(op_name: str) -> str:
@@ -258,11 +265,7 @@ def profile_step(name: str, batch: int, dtype: str, image_size: int, steps: int,
     images, labels = model_throughput.random_batch(batch, image_size)
     accum_steps = model_throughput.default_accum_steps(model, params, batch)
     step, tx = model_throughput.trainer_step_fn(model, accum_steps)
-    from vit_jax.training.step import TrainState
-
-    state = TrainState(
-        jnp.zeros((), jnp.int32), params, tx.init(params), jax.random.key_data(jax.random.key(0))
-    )
+    state = model_throughput.initial_train_state(params, tx)
     data = {"image": images, "label": labels}
     compiled = step.lower(state, data).compile()
     instructions = parse_hlo(compiled.as_text())
