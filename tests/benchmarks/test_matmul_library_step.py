@@ -34,3 +34,23 @@ def test_rows_ratios_and_losses(capsys):
         losses = [float(loss) for loss in row["losses"].split()]
         want = [float(loss) for loss in rows[0]["losses"].split()]
         assert losses == pytest.approx(want, rel=1e-4)
+
+
+@pytest.mark.slow
+def test_several_batch_sizes_compare_per_image(capsys):
+    args = ["--model", "ViT-Ti_16", "--image_size", "32", "--dtype", "float32"]
+    args += ["--libraries", "xla", "--batch", "2", "4", "--rounds", "1", "--json"]
+    matmul_library_step.main(args)
+    rows = json.loads(capsys.readouterr().out)["rows"]
+    assert [(row["library"], row["batch"]) for row in rows] == [("xla", 2), ("xla", 4)]
+    for row in rows:
+        assert row["img_per_s"] == pytest.approx(row["batch"] / row["step_s"])
+        # Per image: img/s against the first row's, named by its library and batch.
+        assert row["vs_xla_b2"] == pytest.approx(row["img_per_s"] / rows[0]["img_per_s"])
+    assert rows[0]["vs_xla_b2"] == pytest.approx(1.0)
+
+
+@pytest.mark.parametrize("batches", [["0", "8"], ["8", "8"]])
+def test_bad_batch_sizes_are_refused(batches):
+    with pytest.raises(SystemExit, match="give each batch size"):
+        matmul_library_step.main(["--libraries", "xla", "--batch", *batches])
