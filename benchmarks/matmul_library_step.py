@@ -15,10 +15,11 @@ must track each other. The steps are then timed round-robin
 (`common.round_robin_seconds`), `--rounds` rounds of two steps each after an untimed one, each
 round starting one row later, so that a machine whose speed drifts during the run (this 2-core
 VM's does) slows every row alike. Each row: the median step in seconds, img/s, and its img/s
-relative to the first row's (with several batch sizes: per image, so `--libraries auto --batch 8
-32` answers whether batch 32 trains as fast per image as batch 8). A loss that is not finite
-after the timing (a NaN stays in the parameters once it reaches them) stops the run with its name.
-Re-executes itself with glibc's huge pages first, as `python -m vit_jax.train` does.
+relative to the first row's (with several batch sizes rows are named `<library>_b<batch>`, and
+the ratio is per image, so `--libraries auto --batch 8 32` answers whether batch 32 trains as fast
+per image as batch 8). A loss that is not finite after the timing (a NaN stays in the parameters
+once it reaches them) stops the run with its name. Re-executes itself with glibc's huge pages
+first, as `python -m vit_jax.train` does.
 """
 
 from __future__ import annotations
@@ -49,7 +50,9 @@ from vit_jax.models.matmul import MATMUL_LIBRARIES
 def main(argv=None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--model", default="ViT-B_16")
-    parser.add_argument("--batch", type=int, nargs="+", default=[8], help="one row per size")
+    parser.add_argument(
+        "--batch", type=int, nargs="+", default=[8], help="one row per library and size"
+    )
     parser.add_argument("--image_size", type=int, default=224)
     parser.add_argument("--dtype", choices=["float32", "bfloat16"], default="bfloat16")
     parser.add_argument(

@@ -1,6 +1,6 @@
 """benchmarks/matmul_library_step.py: one row per matmul library that runs here (each custom
-call's build state in the header), the ratios' arithmetic, and the same first losses (not the
-speed)."""
+call's build state in the header) and per batch size, the ratios' arithmetic (per image across
+batch sizes), the same first losses (not the speed), and bad batch sizes refused."""
 
 from __future__ import annotations
 
