@@ -409,15 +409,20 @@ def cpu_vendor() -> str:
     return _first_cpu_fields().get("vendor_id", "")
 
 
+def _cpu_has_flag(flag: str) -> bool:
+    """Whether /proc/cpuinfo lists `flag` for the first CPU (False where it cannot be read)."""
+    return flag in _first_cpu_fields().get("flags", "").split()
+
+
 def cpu_has_avx512() -> bool:
     """Whether this CPU has AVX-512 (its foundation, `avx512f`), as far as it can be read."""
-    return "avx512f" in _first_cpu_fields().get("flags", "").split()
+    return _cpu_has_flag("avx512f")
 
 
 def cpu_has_avx512_bf16() -> bool:
     """Whether this CPU has AVX-512's bfloat16 instructions (`avx512_bf16`: AMD Zen 4 and later,
     Intel Cooper Lake and Sapphire Rapids and later), as far as it can be read."""
-    return "avx512_bf16" in _first_cpu_fields().get("flags", "").split()
+    return _cpu_has_flag("avx512_bf16")
 
 
 def attention_compiled_for(platforms: Sequence[str]) -> Literal["explicit", "xla"]:
